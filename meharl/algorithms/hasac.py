@@ -1,0 +1,311 @@
+"""Heterogeneous-Agent Soft Actor-Critic (HASAC paper, Algorithm 2; Equations 9-10).
+
+Pure functions on a :class:`HASACState`:
+
+    init(key) -> state
+    act(state, obs, action_mask, key, deterministic) -> actions      (padded, see networks.py)
+    update(state, batch, key) -> (state, metrics)
+
+One update = the twin soft-Q step (Eq. 9 with n-step targets), then the sequential actor
+update of Eq. 10 over a random permutation of the agents (``fixed_order`` for the ablation),
+each agent playing against the actions just re-sampled from the agents already updated in
+this pass and the pre-update actions of the others; then the temperatures (Appendix H.1)
+and the Polyak-averaged target critics.
+
+Temperatures. ``per_agent``: agent i's actor loss uses alpha_i and the critic's entropy term
+is sum_i alpha_i log pi_i; ``shared``: one alpha for both. The reference implementation
+additionally learns a third, critic-only temperature on the joint entropy; we do not (the
+soft Bellman operator of Eq. 5 has one temperature per policy term).
+
+Default target entropies: continuous -dim(A_i) (SAC); discrete ``ratio * log |A_i|``
+(SAC-Discrete, ratio = ``discrete_target_entropy_ratio``, default 0.98 as the reference code
+intends). The reference code actually computes log(1/prod(Discrete.shape)) = log 1 = 0 for
+discrete spaces (a shape bug); ``discrete_target_entropy_ratio=0`` reproduces that.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from meharl.config import Config
+from meharl.envs.core import EnvSpec
+from meharl.networks import Actor, QNetwork, policy_sample
+
+
+class Batch(NamedTuple):
+    """n-step transitions (see buffer.py): everything per sample, leading axis B."""
+
+    obs: jax.Array  # [B, n, O]
+    state: jax.Array  # [B, S]
+    action: jax.Array  # [B, n, A] continuous vectors or one-hots, zero-padded
+    action_mask: jax.Array  # [B, n, A]
+    alive: jax.Array  # [B, n]
+    reward: jax.Array  # [B] discounted n-step reward sum
+    discount: jax.Array  # [B] gamma^k (1 - terminated at step k)
+    next_obs: jax.Array  # [B, n, O]
+    next_state: jax.Array  # [B, S]
+    next_action_mask: jax.Array  # [B, n, A]
+    next_alive: jax.Array  # [B, n]
+
+
+class ValueNorm(NamedTuple):
+    """Running mean/variance of critic targets with debiasing (reference ValueNorm, beta 0.99999)."""
+
+    mean: jax.Array
+    mean_sq: jax.Array
+    debias: jax.Array
+
+    @staticmethod
+    def create():
+        return ValueNorm(jnp.zeros(()), jnp.zeros(()), jnp.zeros(()))
+
+    def stats(self):
+        d = jnp.maximum(self.debias, 1e-5)
+        mean, mean_sq = self.mean / d, self.mean_sq / d
+        return mean, jnp.sqrt(jnp.maximum(mean_sq - mean**2, 1e-2))
+
+    def update(self, x, beta=0.99999):
+        return ValueNorm(
+            self.mean * beta + x.mean() * (1 - beta),
+            self.mean_sq * beta + jnp.square(x).mean() * (1 - beta),
+            self.debias * beta + (1 - beta),
+        )
+
+    def normalize(self, x):
+        mean, std = self.stats()
+        return (x - mean) / std
+
+    def denormalize(self, x):
+        mean, std = self.stats()
+        return x * std + mean
+
+
+class HASACState(NamedTuple):
+    actor_params: dict  # leading axis: one parameter set per agent (1 when shared)
+    actor_opt: optax.OptState
+    critic_params: dict  # leading axis 2: the twin soft Q-networks
+    target_params: dict
+    critic_opt: optax.OptState
+    log_alpha: jax.Array  # [n_agents] or [1] when shared
+    alpha_opt: optax.OptState
+    value_norm: ValueNorm
+    updates: jax.Array
+
+
+def default_target_entropy(spec: EnvSpec, cfg: Config) -> np.ndarray:
+    if cfg.target_entropy is not None:
+        return np.full(spec.n_agents, cfg.target_entropy, np.float32)
+    return np.array(
+        [cfg.discrete_target_entropy_ratio * np.log(a.action_dim) if a.discrete else -float(a.action_dim) for a in spec.agents],
+        np.float32,
+    )
+
+
+def _index(tree, i):
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def _set(tree, i, value):
+    return jax.tree.map(lambda x, v: x.at[i].set(v), tree, value)
+
+
+class HASAC:
+    def __init__(self, spec: EnvSpec, cfg: Config, total_updates: int = 1):
+        if cfg.share_param and not spec.homogeneous:
+            raise ValueError(
+                f"share_param=true needs agents with identical spaces; {spec.name} has {sorted(set(spec.agents), key=str)}"
+            )
+        if cfg.init_policy is not None and not (spec.discrete and all(a.action_dim == len(cfg.init_policy) for a in spec.agents)):
+            raise ValueError(f"init_policy={cfg.init_policy} needs discrete agents with {len(cfg.init_policy)} actions each")
+        self.spec, self.cfg = spec, cfg
+        self.n = spec.n_agents
+        self.discrete = spec.discrete
+        self.actor = Actor(cfg.hidden_sizes, spec.max_action_dim, spec.discrete, cfg.feature_norm)
+        self.critic = QNetwork(cfg.hidden_sizes, cfg.feature_norm)
+        self.obs_mask = jnp.asarray(spec.obs_mask)
+        self.dim_mask = jnp.asarray(spec.action_dim_mask)
+        self.n_params = 1 if cfg.share_param else self.n
+        self.param_index = jnp.zeros(self.n, jnp.int32) if cfg.share_param else jnp.arange(self.n)
+        self.target_entropy = jnp.asarray(default_target_entropy(spec, cfg))
+
+        def lr(base, steps):
+            return optax.linear_schedule(base, 0.0, max(steps, 1)) if cfg.lr_decay else base
+
+        # an actor optimiser steps mini_epochs times per update, n times more when shared
+        actor_steps = total_updates * cfg.mini_epochs * (self.n if cfg.share_param else 1)
+        self.actor_tx = optax.adam(lr(cfg.actor_lr, actor_steps))
+        self.critic_tx = optax.adam(lr(cfg.critic_lr, total_updates))
+        self.alpha_tx = optax.adam(cfg.alpha_lr)
+
+    # ------------------------------------------------------------------ init / act
+    def init(self, key) -> HASACState:
+        cfg, spec = self.cfg, self.spec
+        k_actor, k_critic = jax.random.split(key)
+        obs = jnp.zeros((spec.max_obs_dim,))
+        actor_params = jax.vmap(lambda k: self.actor.init(k, obs, self.obs_mask[0]))(jax.random.split(k_actor, self.n_params))
+        if cfg.init_policy is not None:
+            # start every agent at the given policy: output weights ~0 (gain 0.01), bias = log p
+            head = jnp.log(jnp.asarray(cfg.init_policy, jnp.float32))
+            params = actor_params["params"]["MLP_0"]
+            last = max(k for k in params if k.startswith("Dense_"))
+            params[last]["kernel"] = jnp.zeros_like(params[last]["kernel"])
+            params[last]["bias"] = jnp.broadcast_to(head, params[last]["bias"].shape)
+        state, act = jnp.zeros((spec.state_dim,)), jnp.zeros((self.n, spec.max_action_dim))
+        critic_params = jax.vmap(lambda k: self.critic.init(k, state, act))(jax.random.split(k_critic, 2))
+        n_alpha = 1 if cfg.temperature == "shared" else self.n
+        log_alpha = jnp.full((n_alpha,), jnp.log(jnp.maximum(cfg.alpha, 1e-30)), jnp.float32)
+        return HASACState(
+            actor_params=actor_params,
+            actor_opt=jax.vmap(self.actor_tx.init)(actor_params),
+            critic_params=critic_params,
+            target_params=critic_params,
+            critic_opt=self.critic_tx.init(critic_params),
+            log_alpha=log_alpha,
+            alpha_opt=jax.vmap(self.alpha_tx.init)(log_alpha),
+            value_norm=ValueNorm.create(),
+            updates=jnp.zeros((), jnp.int32),
+        )
+
+    def _agent_out(self, params, i, obs_i):
+        return self.actor.apply(params, obs_i, self.obs_mask[i])
+
+    def _sample_agent(self, params, i, obs_i, avail_i, key, deterministic=False):
+        out = self._agent_out(params, i, obs_i)
+        return policy_sample(out, self.discrete, self.dim_mask[i], avail_i, key, deterministic)
+
+    def sample_all(self, actor_params, obs, avail, key, deterministic=False):
+        """All agents at once. obs [..., n, O], avail [..., n, A] -> actions [..., n, A], logp [..., n]."""
+        keys = jax.random.split(key, self.n)
+        per_agent = _index(actor_params, self.param_index)
+
+        def one(p, i, o, m, k):
+            return self._sample_agent(p, i, o, m, k, deterministic)
+
+        return jax.vmap(one, in_axes=(0, 0, -2, -2, 0), out_axes=(-2, -1))(per_agent, jnp.arange(self.n), obs, avail, keys)
+
+    def act(self, state: HASACState, obs, action_mask, key, deterministic=False):
+        return self.sample_all(state.actor_params, obs, action_mask, key, deterministic)[0]
+
+    def random_actions(self, action_mask, key):
+        """Warmup: uniform over [-1, 1]^d (continuous) or over the available choices."""
+        if self.discrete:
+            logits = jnp.zeros(action_mask.shape)
+            return jax.nn.one_hot(jax.random.categorical(key, jnp.where(action_mask * self.dim_mask > 0, logits, -1e9)), action_mask.shape[-1])
+        return jax.random.uniform(key, action_mask.shape, minval=-1.0, maxval=1.0) * self.dim_mask
+
+    def env_actions(self, actions):
+        """Padded policy actions -> what the env's ``step`` takes (indices for discrete)."""
+        return jnp.argmax(actions, -1) if self.discrete else actions
+
+    # ------------------------------------------------------------------ losses
+    def _alpha(self, log_alpha):
+        a = jnp.exp(log_alpha)
+        return jnp.broadcast_to(a, (self.n,))
+
+    def _q(self, critic_params, state, joint_action, value_norm):
+        q = jax.vmap(lambda p: self.critic.apply(p, state, joint_action))(critic_params)
+        return value_norm.denormalize(q) if self.cfg.value_norm else q
+
+    def _critic_loss(self, critic_params, batch, y):
+        q = jax.vmap(lambda p: self.critic.apply(p, batch.state, batch.action))(critic_params)
+        err = q - y[None]
+        if self.cfg.critic_loss == "huber":
+            per = optax.huber_loss(err, delta=self.cfg.huber_delta)
+        else:
+            per = 0.5 * jnp.square(err)
+        return per.mean(-1).sum(), q
+
+    def update(self, ts: HASACState, batch: Batch, key):
+        cfg = self.cfg
+        k_next, k_perm, k_pre, k_actor = jax.random.split(key, 4)
+        alpha = self._alpha(ts.log_alpha)
+
+        # --- soft policy evaluation (Eq. 9): y = R^(k) + gamma^k (1 - term) (min Q'(s', a') - sum_i alpha_i log pi_i)
+        next_a, next_logp = self.sample_all(ts.actor_params, batch.next_obs, batch.next_action_mask, k_next)
+        next_q = self._q(ts.target_params, batch.next_state, next_a, ts.value_norm).min(0)
+        entropy_term = jnp.sum(alpha * next_logp * batch.next_alive, -1)
+        y = batch.reward + batch.discount * (next_q - entropy_term)
+        value_norm = ts.value_norm
+        if cfg.value_norm:
+            value_norm = value_norm.update(y)
+            y = value_norm.normalize(y)
+        y = jax.lax.stop_gradient(y)
+        (critic_loss, q_pred), grads = jax.value_and_grad(self._critic_loss, has_aux=True)(ts.critic_params, batch, y)
+        upd, critic_opt = self.critic_tx.update(grads, ts.critic_opt, ts.critic_params)
+        critic_params = optax.apply_updates(ts.critic_params, upd)
+
+        # --- heterogeneous-agent soft policy improvement (Eq. 10), agents in order perm
+        perm = jnp.arange(self.n) if cfg.fixed_order else jax.random.permutation(k_perm, self.n)
+        actions, _ = self.sample_all(ts.actor_params, batch.obs, batch.action_mask, k_pre)
+        actions = jax.lax.stop_gradient(actions)
+
+        def actor_loss(params, i, actions, key, log_alpha_i):
+            a_i, logp_i = self._sample_agent(params, i, batch.obs[:, i], batch.action_mask[:, i], key)
+            joint = actions.at[:, i].set(a_i)
+            q = self._q(critic_params, batch.state, joint, value_norm).min(0)
+            w = batch.alive[:, i]
+            loss = jnp.sum((jnp.exp(log_alpha_i) * logp_i - q) * w) / jnp.maximum(w.sum(), 1.0)
+            return loss, logp_i
+
+        def agent_step(m, carry):
+            actor_params, actor_opt, log_alpha, alpha_opt, actions, key, losses, logps = carry
+            i = perm[m]
+            p = self.param_index[i]
+            params, opt = _index(actor_params, p), _index(actor_opt, p)
+            a_idx = 0 if cfg.temperature == "shared" else i
+            for _ in range(cfg.mini_epochs):
+                key, k = jax.random.split(key)
+                (loss, logp_i), g = jax.value_and_grad(actor_loss, has_aux=True)(params, i, actions, k, log_alpha[a_idx])
+                upd, opt = self.actor_tx.update(g, opt, params)
+                params = optax.apply_updates(params, upd)
+            actor_params, actor_opt = _set(actor_params, p, params), _set(actor_opt, p, opt)
+            if cfg.auto_alpha and cfg.temperature == "per_agent":
+                # Appendix H.1: J(alpha_i) = E[-alpha_i (log pi_i + H_i)], on the log scale
+                w = batch.alive[:, i]
+                g = -jnp.sum((jax.lax.stop_gradient(logp_i) + self.target_entropy[i]) * w) / jnp.maximum(w.sum(), 1.0)
+                upd, a_opt = self.alpha_tx.update(g, _index(alpha_opt, i), log_alpha[i])
+                log_alpha = log_alpha.at[i].add(upd)
+                alpha_opt = _set(alpha_opt, i, a_opt)
+            # the updated agent's fresh action is what the next agents in perm play against
+            key, k = jax.random.split(key)
+            a_new, _ = self._sample_agent(params, i, batch.obs[:, i], batch.action_mask[:, i], k)
+            actions = actions.at[:, i].set(jax.lax.stop_gradient(a_new))
+            return (actor_params, actor_opt, log_alpha, alpha_opt, actions, key,
+                    losses.at[i].set(loss), logps.at[:, i].set(jax.lax.stop_gradient(logp_i)))
+
+        carry = (ts.actor_params, ts.actor_opt, ts.log_alpha, ts.alpha_opt, actions, k_actor,
+                 jnp.zeros(self.n), jnp.zeros((batch.obs.shape[0], self.n)))
+        actor_params, actor_opt, log_alpha, alpha_opt, actions, _, actor_losses, logps = jax.lax.fori_loop(0, self.n, agent_step, carry)
+
+        if cfg.auto_alpha and cfg.temperature == "shared":
+            # one temperature on the joint entropy: target sum_i H_i
+            w = batch.alive
+            g = -jnp.sum((logps * w).sum(-1) + jnp.sum(self.target_entropy)) / logps.shape[0]
+            upd, a_opt = self.alpha_tx.update(g, _index(alpha_opt, 0), log_alpha[0])
+            log_alpha = log_alpha.at[0].add(upd)
+            alpha_opt = _set(alpha_opt, 0, a_opt)
+
+        target_params = optax.incremental_update(critic_params, ts.target_params, cfg.polyak)
+        new = HASACState(actor_params, actor_opt, critic_params, target_params, critic_opt, log_alpha, alpha_opt,
+                         value_norm, ts.updates + 1)
+        alive_n = jnp.maximum(batch.alive.sum(0), 1.0)
+        metrics = {
+            "critic_loss": critic_loss,
+            "actor_loss": actor_losses.mean(),
+            "q_mean": q_pred.mean(),
+            "alpha": self._alpha(log_alpha),  # [n]
+            "entropy": -(logps * batch.alive).sum(0) / alive_n,  # [n], sample estimate of H(pi_i)
+        }
+        return new, metrics
+
+    # ------------------------------------------------------------------ inspection
+    def policy_probs(self, state: HASACState, obs, action_mask):
+        """Discrete agents' action probabilities [..., n, A] (for matrix-game checks)."""
+        per_agent = _index(state.actor_params, self.param_index)
+        outs = jax.vmap(self._agent_out, in_axes=(0, 0, -2), out_axes=-2)(per_agent, jnp.arange(self.n), obs)
+        m = self.dim_mask * action_mask
+        return jnp.exp(jax.nn.log_softmax(jnp.where(m > 0, outs, -1e9), -1)) * m

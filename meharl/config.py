@@ -1,0 +1,207 @@
+"""Typed, validated run configuration with per-(algorithm, task) presets.
+
+A run is described by one flat :class:`Config`. ``resolve(overrides)`` starts from the
+defaults, applies the preset of the chosen algorithm and environment (the papers' tuned
+values), then the user's ``key=value`` overrides, and validates everything before any JAX
+compilation happens. The resolved config is saved with every run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import typing
+from dataclasses import dataclass
+
+from meharl.envs import ENV_NAMES, check_env_name
+
+ALGOS = ("hasac",)
+CRITIC_LOSSES = ("mse", "huber")
+TEMPERATURES = ("per_agent", "shared")
+
+
+@dataclass
+class Config:
+    # what to run
+    algo: str = "hasac"
+    env: str = "mpe/simple_spread"
+    seeds: tuple[int, ...] = (0,)
+    total_steps: int = 1_000_000  # env steps, warmup included
+    # off-policy schedule (HARL off-policy runner semantics)
+    n_envs: int = 20  # rollout threads
+    warmup_steps: int = 10_000  # env steps of uniformly random actions before learning
+    train_interval: int = 50  # vector steps between two blocks of updates
+    update_per_train: float = 1.0  # a block is update_per_train * train_interval updates
+    eval_interval: int = 25_000  # env steps between evaluations
+    eval_episodes: int = 40
+    checkpoint_every: int = 1  # evaluations between checkpoints
+    # networks
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    feature_norm: bool = True
+    actor_lr: float = 5e-4
+    critic_lr: float = 5e-4
+    lr_decay: bool = False  # linear decay to 0 over the run
+    # HASAC (Algorithm 2 and the reference implementation's choices)
+    gamma: float = 0.99
+    polyak: float = 0.005
+    buffer_size: int = 1_000_000
+    batch_size: int = 1000
+    n_step: int = 20
+    alpha: float = 0.2  # fixed temperature, or the initial one when auto_alpha
+    auto_alpha: bool = True  # Appendix H.1
+    alpha_lr: float = 3e-4
+    temperature: str = "per_agent"  # one temperature per agent, or one shared
+    target_entropy: typing.Optional[float] = None  # None: the defaults documented in hasac.py
+    discrete_target_entropy_ratio: float = 0.98  # discrete default target = ratio * log(n)
+    critic_loss: str = "mse"
+    huber_delta: float = 10.0
+    value_norm: bool = False
+    share_param: bool = False
+    fixed_order: bool = False
+    mini_epochs: int = 1
+    gumbel_tau: float = 1.0
+    init_policy: typing.Optional[tuple[float, ...]] = None  # discrete: initial policy of every agent
+    # outputs
+    run_dir: str = "runs"
+    name: typing.Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+# The papers' tuned values. Later entries override earlier ones for the same key.
+_MATRIX = dict(
+    total_steps=6_000, n_envs=10, warmup_steps=500, train_interval=10, update_per_train=1.0,
+    eval_interval=1_000, eval_episodes=10, hidden_sizes=(64, 64), actor_lr=1e-3, critic_lr=1e-3,
+    buffer_size=10_000, batch_size=256, n_step=1, auto_alpha=False, feature_norm=False,
+)
+PRESETS: list[tuple[str, str, dict]] = [
+    # HARL tuned_configs/pettingzoo_mpe/*/hasac: [256, 256], lr 5e-4, auto alpha, n_step 20,
+    # batch 1000, 20 rollout threads, train_interval 50, warmup 1e4, MSE loss, no value norm.
+    ("hasac", "mpe/*", dict()),
+    ("hasac", "matrix/*", dict(_MATRIX, alpha=10.0)),
+    # HASAC paper Figure 1b / Table 3: the biased initial policy (0.6, 0.2, 0.2).
+    ("hasac", "matrix/hasac_3x3", dict(init_policy=(0.6, 0.2, 0.2))),
+    ("hasac", "matrix/differentiable", dict(alpha=0.05)),
+]
+
+
+def preset(algo: str, env: str) -> dict:
+    out: dict = {}
+    for a, pattern, values in PRESETS:
+        if a == algo and fnmatch.fnmatch(env, pattern):
+            out.update(values)
+    return out
+
+
+def _unknown(kind: str, name: str, choices) -> ValueError:
+    close = difflib.get_close_matches(name, list(choices), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ValueError(f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(sorted(choices))}")
+
+
+def _coerce(name: str, value):
+    """Parse a command-line string (or pass a Python value) into the field's type."""
+    tp = FIELDS[name].type
+    hints = typing.get_type_hints(Config)[name]
+    optional = typing.get_origin(hints) is typing.Union and type(None) in typing.get_args(hints)
+    if optional:
+        hints = next(t for t in typing.get_args(hints) if t is not type(None))
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+    origin = typing.get_origin(hints)
+    try:
+        if origin is tuple:
+            elem = typing.get_args(hints)[0]
+            if isinstance(value, str):
+                value = [v for v in value.strip("[]()").split(",") if v.strip()]
+            return tuple(elem(v) for v in value)
+        if hints is bool:
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes"):
+                    return True
+                if value.lower() in ("false", "0", "no"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if hints is int and isinstance(value, str):
+            return int(float(value)) if float(value) == int(float(value)) else int(value)
+        return hints(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid value {value!r} for {name}: expected {tp}") from None
+
+
+def validate(cfg: Config) -> Config:
+    if cfg.algo not in ALGOS:
+        raise _unknown("algorithm", cfg.algo, ALGOS)
+    check_env_name(cfg.env)
+
+    def choice(name, choices):
+        if getattr(cfg, name) not in choices:
+            raise ValueError(f"invalid {name} {getattr(cfg, name)!r}. Valid choices: {', '.join(choices)}")
+
+    choice("critic_loss", CRITIC_LOSSES)
+    choice("temperature", TEMPERATURES)
+    positive = ["total_steps", "n_envs", "train_interval", "eval_interval", "eval_episodes", "checkpoint_every",
+                "buffer_size", "batch_size", "n_step", "mini_epochs", "actor_lr", "critic_lr", "alpha_lr",
+                "huber_delta", "gumbel_tau"]
+    for name in positive:
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"invalid {name}={getattr(cfg, name)!r}: must be > 0")
+    for name in ("warmup_steps", "update_per_train", "alpha"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"invalid {name}={getattr(cfg, name)!r}: must be >= 0")
+    if cfg.alpha == 0 and cfg.auto_alpha:
+        raise ValueError("invalid alpha=0 with auto_alpha=true: the log-temperature starts at log(alpha)")
+    if not 0 <= cfg.gamma <= 1:
+        raise ValueError(f"invalid gamma={cfg.gamma!r}: must be in [0, 1]")
+    if not 0 < cfg.polyak <= 1:
+        raise ValueError(f"invalid polyak={cfg.polyak!r}: must be in (0, 1]")
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ValueError(f"invalid seeds={cfg.seeds!r}: give distinct integers, e.g. seeds=0,1,2")
+    if cfg.buffer_size // cfg.n_envs < cfg.n_step + 1:
+        raise ValueError(f"invalid buffer_size={cfg.buffer_size}: it must hold n_step+1 steps of each of the {cfg.n_envs} envs")
+    if cfg.init_policy is not None:
+        if any(p <= 0 for p in cfg.init_policy) or abs(sum(cfg.init_policy) - 1) > 1e-6:
+            raise ValueError(f"invalid init_policy={cfg.init_policy!r}: positive probabilities summing to 1")
+    return cfg
+
+
+def resolve(overrides: dict | None = None) -> Config:
+    """Defaults <- preset(algo, env) <- overrides, validated. Raises ValueError naming the
+    bad key or value and the valid choices."""
+    overrides = dict(overrides or {})
+    for key in overrides:
+        if key not in FIELDS:
+            raise _unknown("config key", key, FIELDS)
+    algo = overrides.get("algo", Config.algo)
+    env = overrides.get("env", Config.env)
+    if algo not in ALGOS:
+        raise _unknown("algorithm", algo, ALGOS)
+    check_env_name(env)
+    values = {**preset(algo, env), **overrides}
+    cfg = Config(**{k: _coerce(k, v) for k, v in values.items()})
+    return validate(cfg)
+
+
+def parse_overrides(args: list[str]) -> dict:
+    out = {}
+    for a in args:
+        if "=" not in a:
+            raise ValueError(f"invalid argument {a!r}: expected key=value (keys: {', '.join(FIELDS)})")
+        k, v = a.split("=", 1)
+        out[k.strip().replace("-", "_")] = v
+    return out
+
+
+def from_dict(d: dict) -> Config:
+    """Rebuild a saved config (config.yaml) exactly, without re-applying presets."""
+    for key in d:
+        if key not in FIELDS:
+            raise _unknown("config key", key, FIELDS)
+    return validate(Config(**{k: _coerce(k, v) for k, v in d.items()}))
+
+
+__all__ = ["Config", "resolve", "parse_overrides", "from_dict", "preset", "ALGOS", "ENV_NAMES"]

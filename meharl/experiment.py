@@ -1,0 +1,231 @@
+"""A training run: build env + algorithm from a config, train all seeds at once (vmap),
+evaluate, log, checkpoint, resume.
+
+Run directory layout::
+
+    config.yaml        the resolved config
+    metrics.csv        one row per (seed, evaluation): seed, env_steps, wall_time, eval_return_mean, ...
+    marl_eval.json     marl-eval's raw-data format (per-episode eval returns per seed and step)
+    tb/                TensorBoard events
+    learning_curve.png mean and 95% interval over seeds
+    checkpoint.npz     the whole training state of all seeds (+ checkpoint.json)
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from meharl.algorithms import ALGORITHMS
+from meharl.config import Config, from_dict, resolve
+from meharl.envs import make
+from meharl.runners.offpolicy import OffPolicyRunner
+
+CSV_FIELDS = ["seed", "env_steps", "wall_time", "eval_return_mean", "eval_return_std", "eval_win_rate",
+              "critic_loss", "actor_loss", "q_mean", "alpha", "entropy"]
+
+
+class NaNError(RuntimeError):
+    pass
+
+
+def build(cfg: Config):
+    env = make(cfg.env)
+    runner = OffPolicyRunner(env, None, cfg)
+    total_updates = runner.schedule.blocks * runner.schedule.updates_per_block
+    runner.algo = ALGORITHMS[cfg.algo](env.spec, cfg, total_updates)
+    return env, runner
+
+
+class Experiment:
+    """Holds the compiled functions of one config; ``run`` trains (or resumes) to the end."""
+
+    def __init__(self, cfg: Config, run_dir: str | os.PathLike | None = None, quiet: bool = False):
+        self.cfg = cfg
+        self.env, self.runner = build(cfg)
+        self.schedule = self.runner.schedule
+        self.quiet = quiet
+        if run_dir is None:
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            name = cfg.name or f"{cfg.algo}_{cfg.env.replace('/', '_')}_{stamp}"
+            run_dir = Path(cfg.run_dir) / name
+        self.run_dir = Path(run_dir)
+        r = self.runner
+        # one compiled program per piece, vmapped over seeds; the runner state is donated so
+        # the replay buffers are updated in place
+        self._init = jax.jit(jax.vmap(r.init))
+        self._warmup = jax.jit(jax.vmap(r.warmup), donate_argnums=0)
+        self._chunk = jax.jit(jax.vmap(r.chunk, in_axes=(0, None)), static_argnums=1, donate_argnums=0)
+        self._evaluate = jax.jit(jax.vmap(r.evaluate))
+
+    # ------------------------------------------------------------------ state
+    def seed_keys(self):
+        return jnp.stack([jax.random.PRNGKey(s) for s in self.cfg.seeds])
+
+    def eval_keys(self, blocks_done: int):
+        # depends only on the seed and the evaluation point
+        return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s ^ 0x5EED), blocks_done) for s in self.cfg.seeds])
+
+    def _ckpt_paths(self):
+        return self.run_dir / "checkpoint.npz", self.run_dir / "checkpoint.json"
+
+    def save_checkpoint(self, rs, progress: dict):
+        npz, meta = self._ckpt_paths()
+        leaves = [np.asarray(x) for x in jax.tree.leaves(rs)]
+        tmp = npz.with_suffix(".tmp.npz")
+        np.savez(tmp, *leaves)
+        os.replace(tmp, npz)
+        tmp_meta = meta.with_suffix(".tmp")
+        tmp_meta.write_text(json.dumps(progress))
+        os.replace(tmp_meta, meta)
+
+    def load_checkpoint(self):
+        npz, meta = self._ckpt_paths()
+        if not npz.exists():
+            return None, None
+        template = jax.eval_shape(self._init, self.seed_keys())
+        treedef = jax.tree.structure(template)
+        with np.load(npz) as data:
+            leaves = [jnp.asarray(data[f"arr_{i}"]) for i in range(len(data.files))]
+        return jax.tree.unflatten(treedef, leaves), json.loads(meta.read_text())
+
+    # ------------------------------------------------------------------ logging
+    def _write_outputs(self, rows: list[dict]):
+        with open(self.run_dir / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            w.writeheader()
+            w.writerows({k: row.get(k, "") for k in CSV_FIELDS} for row in rows)
+        self._write_marl_eval(rows)
+
+    def _write_marl_eval(self, rows):
+        family, task = self.cfg.env.split("/", 1)
+        out: dict = {}
+        for row in rows:
+            seed = out.setdefault(f"seed_{row['seed']}", {})
+            seed[f"step_{len(seed)}"] = {"step_count": row["env_steps"], "return": row["eval_returns"]}
+        for seed in out.values():
+            last = seed[f"step_{len(seed) - 1}"]
+            seed["absolute_metrics"] = {"return": last["return"]}
+        doc = {family: {task: {self.cfg.algo: out}}}
+        (self.run_dir / "marl_eval.json").write_text(json.dumps(doc))
+
+    def _tensorboard(self, rows):
+        from tensorboardX import SummaryWriter
+
+        for seed in self.cfg.seeds:
+            with SummaryWriter(str(self.run_dir / "tb" / f"seed_{seed}")) as w:
+                for row in (r for r in rows if r["seed"] == seed):
+                    for k in CSV_FIELDS[3:]:
+                        if row.get(k, "") != "":
+                            w.add_scalar(k, row[k], row["env_steps"])
+
+    # ------------------------------------------------------------------ run
+    def _rows(self, blocks_done, wall, ret, won, metrics):
+        ret, won = np.asarray(ret), np.asarray(won)
+        rows = []
+        for s, seed in enumerate(self.cfg.seeds):
+            row = {
+                "seed": seed,
+                "env_steps": self.schedule.env_steps(blocks_done, self.cfg.n_envs) if blocks_done >= 0 else 0,
+                "wall_time": round(wall, 3),
+                "eval_return_mean": float(ret[s].mean()),
+                "eval_return_std": float(ret[s].std()),
+                "eval_win_rate": float(won[s].mean()),
+                "eval_returns": [float(x) for x in ret[s]],
+            }
+            if metrics is not None:
+                for k, v in metrics.items():
+                    row[k] = float(np.mean(np.asarray(v)[s]))
+            rows.append(row)
+        return rows
+
+    def run(self, resume: bool = True):
+        cfg, sch = self.cfg, self.schedule
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        rs, progress = self.load_checkpoint() if resume else (None, None)
+        t_start = time.perf_counter()
+        if rs is None:
+            rs = self._init(self.seed_keys())
+            # evaluation of the initial policy, at env step 0
+            ret, won = self._evaluate(rs.algo, self.eval_keys(0))
+            rows = self._rows(-1, 0.0, ret, won, None)
+            rs = self._warmup(rs)
+            progress = {"blocks_done": 0, "wall_offset": 0.0, "rows": rows, "evals": 0}
+        rows, blocks_done = progress["rows"], progress["blocks_done"]
+        wall_offset = progress["wall_offset"] - t_start
+        self._write_outputs(rows)
+        bar = None
+        if not self.quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.total_steps, initial=sch.env_steps(blocks_done, cfg.n_envs), unit="step",
+                       desc=f"{cfg.algo} {cfg.env} seeds={list(cfg.seeds)}", dynamic_ncols=True)
+        evals = progress["evals"]
+        while blocks_done < sch.blocks:
+            n = min(sch.blocks_per_eval, sch.blocks - blocks_done)
+            rs, metrics = self._chunk(rs, n)
+            metrics = jax.device_get(metrics)
+            bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
+            if bad:
+                raise NaNError(
+                    f"non-finite {', '.join(bad)} at env step {sch.env_steps(blocks_done + n, cfg.n_envs)}; "
+                    f"the last good checkpoint ({self._ckpt_paths()[0]}, env step "
+                    f"{sch.env_steps(blocks_done, cfg.n_envs)}) is kept"
+                )
+            blocks_done += n
+            evals += 1
+            ret, won = self._evaluate(rs.algo, self.eval_keys(blocks_done))
+            wall = time.perf_counter() + wall_offset
+            new_rows = self._rows(blocks_done, wall, ret, won, metrics)
+            rows.extend(new_rows)
+            self._write_outputs(rows)
+            progress = {"blocks_done": blocks_done, "wall_offset": wall, "rows": rows, "evals": evals}
+            if evals % cfg.checkpoint_every == 0 or blocks_done == sch.blocks:
+                self.save_checkpoint(rs, progress)
+            if bar is not None:
+                bar.update(sch.env_steps(blocks_done, cfg.n_envs) - bar.n)
+                bar.set_postfix(eval_return=f"{np.mean([r['eval_return_mean'] for r in new_rows]):.2f}")
+        if bar is not None:
+            bar.close()
+        self._tensorboard(rows)
+        from meharl.plotting import plot_runs
+
+        plot_runs([self.run_dir], self.run_dir / "learning_curve.png")
+        self.state = rs
+        return rows
+
+
+def train(overrides: dict | None = None, run_dir=None, resume: bool = True, quiet: bool = False):
+    """Python entry point: ``train({"env": "matrix/hasac_3x3", "seeds": (0, 1)})``.
+    Returns the :class:`Experiment` (``.run_dir``, ``.rows``, ``.state``)."""
+    cfg = resolve(overrides)
+    exp = Experiment(cfg, run_dir, quiet=quiet)
+    exp.rows = exp.run(resume=resume)
+    return exp
+
+
+def load_run(run_dir) -> Config:
+    return from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+
+
+def evaluate_run(run_dir, eval_episodes: int | None = None):
+    """Re-evaluate a saved run's last checkpoint with the deterministic policy.
+    Returns {seed: per-episode returns}."""
+    cfg = load_run(run_dir)
+    if eval_episodes is not None:
+        cfg.eval_episodes = eval_episodes
+    exp = Experiment(cfg, run_dir, quiet=True)
+    rs, progress = exp.load_checkpoint()
+    if rs is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir} (expected checkpoint.npz)")
+    ret, won = exp._evaluate(rs.algo, exp.eval_keys(progress["blocks_done"] + 1))
+    return {seed: np.asarray(ret[s]) for s, seed in enumerate(cfg.seeds)}, progress

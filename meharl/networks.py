@@ -1,0 +1,137 @@
+"""Actors, critics and the action distributions of HASAC.
+
+Heterogeneous agents are padded (DESIGN.md): an actor sees a zero-padded observation plus
+its mask and emits ``max_action_dim`` outputs, of which only the agent's own are used.
+Padding is exact: masked inputs are zeroed before the first layer (and the optional
+feature normalisation averages over real features only), and padded action dimensions are
+zeroed in actions and excluded from log-probabilities and entropies.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+MASKED_LOGIT = -1e9
+
+
+class MaskedLayerNorm(nn.Module):
+    """LayerNorm over the real features only (``mask`` = 1), so padding is exact."""
+
+    eps: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x, mask):
+        n = jnp.maximum(mask.sum(-1, keepdims=True), 1.0)
+        mean = (x * mask).sum(-1, keepdims=True) / n
+        var = (jnp.square(x - mean) * mask).sum(-1, keepdims=True) / n
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))
+        bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
+        return (y * scale + bias) * mask
+
+
+def _dense(features, gain):
+    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros)
+
+
+class MLP(nn.Module):
+    hidden: Sequence[int]
+    out: int
+    out_gain: float = 0.01
+    feature_norm: bool = True
+
+    @nn.compact
+    def __call__(self, x, mask):
+        x = MaskedLayerNorm()(x, mask) if self.feature_norm else x * mask
+        for h in self.hidden:
+            x = nn.relu(_dense(h, jnp.sqrt(2.0))(x))
+        return _dense(self.out, self.out_gain)(x)
+
+
+class Actor(nn.Module):
+    """Continuous: outputs (mean, log_std) of a tanh-squashed Gaussian. Discrete: logits."""
+
+    hidden: Sequence[int]
+    action_dim: int
+    discrete: bool
+    feature_norm: bool = True
+
+    @nn.compact
+    def __call__(self, obs, obs_mask):
+        out = self.action_dim if self.discrete else 2 * self.action_dim
+        return MLP(self.hidden, out, 0.01, self.feature_norm)(obs, obs_mask)
+
+
+class QNetwork(nn.Module):
+    """Centralised soft Q(s, a) on the global state and the (padded, flattened) joint action."""
+
+    hidden: Sequence[int]
+    feature_norm: bool = True
+
+    @nn.compact
+    def __call__(self, state, joint_action):
+        state = MaskedLayerNorm()(state, jnp.ones_like(state)) if self.feature_norm else state
+        x = jnp.concatenate([state, joint_action.reshape(*joint_action.shape[:-2], -1)], -1)
+        return MLP(self.hidden, 1, 1.0, feature_norm=False)(x, jnp.ones_like(x))[..., 0]
+
+
+# ---------------------------------------------------------------------------------------
+# Distributions. ``dim_mask``: [action_dim] float, 1 for the agent's real dims / choices.
+
+
+def tanh_gaussian_sample(out, dim_mask, key, deterministic=False):
+    """Reparameterised sample a = tanh(mu + sigma * eps) and its log-density
+    log N(u; mu, sigma) - sum log(1 - tanh(u)^2) over the real dims."""
+    mu, log_std = jnp.split(out, 2, axis=-1)
+    log_std = jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+    eps = jnp.where(deterministic, 0.0, jax.random.normal(key, mu.shape))
+    u = mu + jnp.exp(log_std) * eps
+    # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+    log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+    logp = -0.5 * jnp.square(eps) - log_std - 0.5 * jnp.log(2.0 * jnp.pi) - log_det
+    return jnp.tanh(u) * dim_mask, jnp.sum(logp * dim_mask, -1)
+
+
+def tanh_gaussian_log_prob(out, dim_mask, action):
+    """log-density of a given squashed action (used by tests and diagnostics)."""
+    mu, log_std = jnp.split(out, 2, axis=-1)
+    log_std = jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+    a = jnp.clip(action, -1.0 + 1e-6, 1.0 - 1e-6)
+    u = jnp.arctanh(a)
+    eps = (u - mu) / jnp.exp(log_std)
+    log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+    logp = -0.5 * jnp.square(eps) - log_std - 0.5 * jnp.log(2.0 * jnp.pi) - log_det
+    return jnp.sum(logp * dim_mask, -1)
+
+
+def masked_log_softmax(logits, mask):
+    return jax.nn.log_softmax(jnp.where(mask > 0, logits, MASKED_LOGIT), -1)
+
+
+def categorical_entropy(logits, mask):
+    logp = masked_log_softmax(logits, mask)
+    return -jnp.sum(jnp.where(mask > 0, jnp.exp(logp) * logp, 0.0), -1)
+
+
+def categorical_sample(logits, mask, key, deterministic=False, gumbel_tau=1.0):
+    """One-hot action and its log-probability. The one-hot is a straight-through
+    Gumbel-softmax sample (forward: the hard sample; backward: the relaxed one), and
+    log pi(a) = <onehot, log_softmax(logits)>, as in the reference implementation."""
+    logp_all = masked_log_softmax(logits, mask)
+    g = jnp.where(deterministic, 0.0, jax.random.gumbel(key, logits.shape))
+    z = logp_all + g
+    soft = jax.nn.softmax(jnp.where(mask > 0, z / gumbel_tau, MASKED_LOGIT), -1)
+    hard = jax.nn.one_hot(jnp.argmax(jnp.where(mask > 0, z, MASKED_LOGIT), -1), logits.shape[-1])
+    onehot = hard + soft - jax.lax.stop_gradient(soft)
+    return onehot, jnp.sum(jnp.where(mask > 0, onehot * logp_all, 0.0), -1)
+
+
+def policy_sample(out, discrete, dim_mask, avail_mask, key, deterministic=False):
+    """Sample an agent's action (continuous vector or one-hot) and its log-probability."""
+    if discrete:
+        return categorical_sample(out, dim_mask * avail_mask, key, deterministic)
+    return tanh_gaussian_sample(out, dim_mask, key, deterministic)

@@ -1,0 +1,55 @@
+"""Learning curves: mean over seeds with a 95% Student-t confidence interval."""
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+
+def read_curves(run_dir, metric: str = "eval_return_mean"):
+    """{seed: (env_steps array, metric array)} from a run's metrics.csv."""
+    curves = defaultdict(list)
+    with open(Path(run_dir) / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            curves[int(row["seed"])].append((int(row["env_steps"]), float(row[metric])))
+    return {s: tuple(np.array(v).T) for s, v in curves.items()}
+
+
+def mean_ci(values: np.ndarray, confidence: float = 0.95):
+    """values [seeds, points] -> (mean, half-width of the t interval); 0 width for one seed."""
+    mean = values.mean(0)
+    n = values.shape[0]
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(0, ddof=1) / np.sqrt(n)
+    return mean, half
+
+
+def plot_runs(run_dirs, out_png, metric: str = "eval_return_mean", labels=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, run_dir in enumerate(run_dirs):
+        curves = read_curves(run_dir, metric)
+        length = min(len(x) for x, _ in curves.values())
+        steps = next(iter(curves.values()))[0][:length]
+        values = np.stack([y[:length] for _, y in curves.values()])
+        mean, half = mean_ci(values)
+        label = labels[i] if labels else Path(run_dir).name
+        ax.plot(steps, mean, label=f"{label} ({len(curves)} seeds)")
+        ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title("mean and 95% CI over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return Path(out_png)
