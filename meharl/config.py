@@ -37,7 +37,7 @@ class Config:
     checkpoint_every: int = 1  # evaluations between checkpoints
     # networks
     hidden_sizes: tuple[int, ...] = (256, 256)
-    feature_norm: bool = True
+    feature_norm: bool = False  # LayerNorm on actor inputs (the reference uses it for discrete actors only)
     actor_lr: float = 5e-4
     critic_lr: float = 5e-4
     lr_decay: bool = False  # linear decay to 0 over the run
@@ -75,12 +75,13 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _MATRIX = dict(
     total_steps=6_000, n_envs=10, warmup_steps=500, train_interval=10, update_per_train=1.0,
     eval_interval=1_000, eval_episodes=10, hidden_sizes=(64, 64), actor_lr=1e-3, critic_lr=1e-3,
-    buffer_size=10_000, batch_size=256, n_step=1, auto_alpha=False, feature_norm=False,
+    buffer_size=10_000, batch_size=256, n_step=1, auto_alpha=False,
 )
 PRESETS: list[tuple[str, str, dict]] = [
     # HARL tuned_configs/pettingzoo_mpe/*/hasac: [256, 256], lr 5e-4, auto alpha, n_step 20,
     # batch 1000, 20 rollout threads, train_interval 50, warmup 1e4, MSE loss, no value norm.
-    ("hasac", "mpe/*", dict()),
+    ("hasac", "mpe/*", dict(checkpoint_every=4)),
+    ("hasac", "mpe/*_discrete", dict(feature_norm=True)),
     ("hasac", "matrix/*", dict(_MATRIX, alpha=10.0)),
     # HASAC paper Figure 1b / Table 3: the biased initial policy (0.6, 0.2, 0.2).
     ("hasac", "matrix/hasac_3x3", dict(init_policy=(0.6, 0.2, 0.2))),

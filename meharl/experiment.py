@@ -170,7 +170,9 @@ class Experiment:
             bar = tqdm(total=cfg.total_steps, initial=sch.env_steps(blocks_done, cfg.n_envs), unit="step",
                        desc=f"{cfg.algo} {cfg.env} seeds={list(cfg.seeds)}", dynamic_ncols=True)
         evals = progress["evals"]
+        self.timings = []  # (blocks, seconds) per chunk incl. its evaluation and logging; the first compiles
         while blocks_done < sch.blocks:
+            t_chunk = time.perf_counter()
             n = min(sch.blocks_per_eval, sch.blocks - blocks_done)
             rs, metrics = self._chunk(rs, n)
             metrics = jax.device_get(metrics)
@@ -191,6 +193,7 @@ class Experiment:
             progress = {"blocks_done": blocks_done, "wall_offset": wall, "rows": rows, "evals": evals}
             if evals % cfg.checkpoint_every == 0 or blocks_done == sch.blocks:
                 self.save_checkpoint(rs, progress)
+            self.timings.append((n, time.perf_counter() - t_chunk))
             if bar is not None:
                 bar.update(sch.env_steps(blocks_done, cfg.n_envs) - bar.n)
                 bar.set_postfix(eval_return=f"{np.mean([r['eval_return_mean'] for r in new_rows]):.2f}")

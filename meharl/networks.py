@@ -39,44 +39,47 @@ def _dense(features, gain):
 
 
 class MLP(nn.Module):
+    """ReLU hidden layers (the last one tanh when ``final_tanh``) and a linear head."""
+
     hidden: Sequence[int]
     out: int
     out_gain: float = 0.01
-    feature_norm: bool = True
+    feature_norm: bool = False
+    final_tanh: bool = False
 
     @nn.compact
     def __call__(self, x, mask):
         x = MaskedLayerNorm()(x, mask) if self.feature_norm else x * mask
-        for h in self.hidden:
-            x = nn.relu(_dense(h, jnp.sqrt(2.0))(x))
+        for k, h in enumerate(self.hidden):
+            x = _dense(h, jnp.sqrt(2.0))(x)
+            x = jnp.tanh(x) if self.final_tanh and k == len(self.hidden) - 1 else nn.relu(x)
         return _dense(self.out, self.out_gain)(x)
 
 
 class Actor(nn.Module):
-    """Continuous: outputs (mean, log_std) of a tanh-squashed Gaussian. Discrete: logits."""
+    """Continuous: (mean, log_std) of a tanh-squashed Gaussian, on a ReLU MLP whose last
+    hidden layer is tanh (the reference's SquashedGaussianPolicy). Discrete: logits."""
 
     hidden: Sequence[int]
     action_dim: int
     discrete: bool
-    feature_norm: bool = True
+    feature_norm: bool = False
 
     @nn.compact
     def __call__(self, obs, obs_mask):
         out = self.action_dim if self.discrete else 2 * self.action_dim
-        return MLP(self.hidden, out, 0.01, self.feature_norm)(obs, obs_mask)
+        return MLP(self.hidden, out, 0.01, self.feature_norm, final_tanh=not self.discrete)(obs, obs_mask)
 
 
 class QNetwork(nn.Module):
     """Centralised soft Q(s, a) on the global state and the (padded, flattened) joint action."""
 
     hidden: Sequence[int]
-    feature_norm: bool = True
 
     @nn.compact
     def __call__(self, state, joint_action):
-        state = MaskedLayerNorm()(state, jnp.ones_like(state)) if self.feature_norm else state
         x = jnp.concatenate([state, joint_action.reshape(*joint_action.shape[:-2], -1)], -1)
-        return MLP(self.hidden, 1, 1.0, feature_norm=False)(x, jnp.ones_like(x))[..., 0]
+        return MLP(self.hidden, 1, 1.0)(x, jnp.ones_like(x))[..., 0]
 
 
 # ---------------------------------------------------------------------------------------
@@ -126,7 +129,7 @@ def categorical_sample(logits, mask, key, deterministic=False, gumbel_tau=1.0):
     z = logp_all + g
     soft = jax.nn.softmax(jnp.where(mask > 0, z / gumbel_tau, MASKED_LOGIT), -1)
     hard = jax.nn.one_hot(jnp.argmax(jnp.where(mask > 0, z, MASKED_LOGIT), -1), logits.shape[-1])
-    onehot = hard + soft - jax.lax.stop_gradient(soft)
+    onehot = hard + (soft - jax.lax.stop_gradient(soft))  # exactly one-hot forward
     return onehot, jnp.sum(jnp.where(mask > 0, onehot * logp_all, 0.0), -1)
 
 

@@ -125,11 +125,11 @@ class HASAC:
         self.n = spec.n_agents
         self.discrete = spec.discrete
         self.actor = Actor(cfg.hidden_sizes, spec.max_action_dim, spec.discrete, cfg.feature_norm)
-        self.critic = QNetwork(cfg.hidden_sizes, cfg.feature_norm)
+        self.critic = QNetwork(cfg.hidden_sizes)
         self.obs_mask = jnp.asarray(spec.obs_mask)
         self.dim_mask = jnp.asarray(spec.action_dim_mask)
         self.n_params = 1 if cfg.share_param else self.n
-        self.param_index = jnp.zeros(self.n, jnp.int32) if cfg.share_param else jnp.arange(self.n)
+        self.param_index = np.zeros(self.n, np.int32) if cfg.share_param else np.arange(self.n)
         self.target_entropy = jnp.asarray(default_target_entropy(spec, cfg))
 
         def lr(base, steps):
@@ -180,12 +180,8 @@ class HASAC:
     def sample_all(self, actor_params, obs, avail, key, deterministic=False):
         """All agents at once. obs [..., n, O], avail [..., n, A] -> actions [..., n, A], logp [..., n]."""
         keys = jax.random.split(key, self.n)
-        per_agent = _index(actor_params, self.param_index)
-
-        def one(p, i, o, m, k):
-            return self._sample_agent(p, i, o, m, k, deterministic)
-
-        return jax.vmap(one, in_axes=(0, 0, -2, -2, 0), out_axes=(-2, -1))(per_agent, jnp.arange(self.n), obs, avail, keys)
+        outs = [self._sample_agent(_index(actor_params, int(self.param_index[i])), i, obs[..., i, :], avail[..., i, :], keys[i], deterministic) for i in range(self.n)]
+        return jnp.stack([o[0] for o in outs], -2), jnp.stack([o[1] for o in outs], -1)
 
     def act(self, state: HASACState, obs, action_mask, key, deterministic=False):
         return self.sample_all(state.actor_params, obs, action_mask, key, deterministic)[0]
@@ -206,12 +202,16 @@ class HASAC:
         a = jnp.exp(log_alpha)
         return jnp.broadcast_to(a, (self.n,))
 
+    def _twin(self, critic_params, state, joint_action):
+        # two plain matmul chains are faster on CPU than one batched (vmapped) chain
+        return jnp.stack([self.critic.apply(_index(critic_params, j), state, joint_action) for j in range(2)])
+
     def _q(self, critic_params, state, joint_action, value_norm):
-        q = jax.vmap(lambda p: self.critic.apply(p, state, joint_action))(critic_params)
+        q = self._twin(critic_params, state, joint_action)
         return value_norm.denormalize(q) if self.cfg.value_norm else q
 
     def _critic_loss(self, critic_params, batch, y):
-        q = jax.vmap(lambda p: self.critic.apply(p, batch.state, batch.action))(critic_params)
+        q = self._twin(critic_params, batch.state, batch.action)
         err = q - y[None]
         if self.cfg.critic_loss == "huber":
             per = optax.huber_loss(err, delta=self.cfg.huber_delta)
@@ -219,29 +219,17 @@ class HASAC:
             per = 0.5 * jnp.square(err)
         return per.mean(-1).sum(), q
 
-    def update(self, ts: HASACState, batch: Batch, key):
+    def improve_actors(self, ts: HASACState, critic_params, value_norm, batch: Batch, key):
+        """Eq. 10 for every agent in a random order ``perm`` (arange when ``fixed_order``).
+        Agent perm[m] minimises E[alpha log pi(a|o) - min_j Q_j(s, a^{perm[:m]}_new, a, a^{rest}_old)]
+        where a^{perm[:m]}_new are fresh samples of the agents already updated in this pass and
+        a^{rest}_old the pre-update samples of the others. Also returns a trace of what every
+        position saw (``perm``, ``pre_actions``, ``seen``, ``resample_keys``) for tests."""
         cfg = self.cfg
-        k_next, k_perm, k_pre, k_actor = jax.random.split(key, 4)
-        alpha = self._alpha(ts.log_alpha)
-
-        # --- soft policy evaluation (Eq. 9): y = R^(k) + gamma^k (1 - term) (min Q'(s', a') - sum_i alpha_i log pi_i)
-        next_a, next_logp = self.sample_all(ts.actor_params, batch.next_obs, batch.next_action_mask, k_next)
-        next_q = self._q(ts.target_params, batch.next_state, next_a, ts.value_norm).min(0)
-        entropy_term = jnp.sum(alpha * next_logp * batch.next_alive, -1)
-        y = batch.reward + batch.discount * (next_q - entropy_term)
-        value_norm = ts.value_norm
-        if cfg.value_norm:
-            value_norm = value_norm.update(y)
-            y = value_norm.normalize(y)
-        y = jax.lax.stop_gradient(y)
-        (critic_loss, q_pred), grads = jax.value_and_grad(self._critic_loss, has_aux=True)(ts.critic_params, batch, y)
-        upd, critic_opt = self.critic_tx.update(grads, ts.critic_opt, ts.critic_params)
-        critic_params = optax.apply_updates(ts.critic_params, upd)
-
-        # --- heterogeneous-agent soft policy improvement (Eq. 10), agents in order perm
+        k_perm, k_pre, key = jax.random.split(key, 3)
         perm = jnp.arange(self.n) if cfg.fixed_order else jax.random.permutation(k_perm, self.n)
         actions, _ = self.sample_all(ts.actor_params, batch.obs, batch.action_mask, k_pre)
-        actions = jax.lax.stop_gradient(actions)
+        pre_actions = actions = jax.lax.stop_gradient(actions)
 
         def actor_loss(params, i, actions, key, log_alpha_i):
             a_i, logp_i = self._sample_agent(params, i, batch.obs[:, i], batch.action_mask[:, i], key)
@@ -252,9 +240,10 @@ class HASAC:
             return loss, logp_i
 
         def agent_step(m, carry):
-            actor_params, actor_opt, log_alpha, alpha_opt, actions, key, losses, logps = carry
+            actor_params, actor_opt, log_alpha, alpha_opt, actions, key, losses, logps, seen, rkeys = carry
             i = perm[m]
-            p = self.param_index[i]
+            seen = seen.at[m].set(actions)
+            p = jnp.asarray(self.param_index)[i]
             params, opt = _index(actor_params, p), _index(actor_opt, p)
             a_idx = 0 if cfg.temperature == "shared" else i
             for _ in range(cfg.mini_epochs):
@@ -275,11 +264,39 @@ class HASAC:
             a_new, _ = self._sample_agent(params, i, batch.obs[:, i], batch.action_mask[:, i], k)
             actions = actions.at[:, i].set(jax.lax.stop_gradient(a_new))
             return (actor_params, actor_opt, log_alpha, alpha_opt, actions, key,
-                    losses.at[i].set(loss), logps.at[:, i].set(jax.lax.stop_gradient(logp_i)))
+                    losses.at[i].set(loss), logps.at[:, i].set(jax.lax.stop_gradient(logp_i)),
+                    seen, rkeys.at[m].set(k))
 
-        carry = (ts.actor_params, ts.actor_opt, ts.log_alpha, ts.alpha_opt, actions, k_actor,
-                 jnp.zeros(self.n), jnp.zeros((batch.obs.shape[0], self.n)))
-        actor_params, actor_opt, log_alpha, alpha_opt, actions, _, actor_losses, logps = jax.lax.fori_loop(0, self.n, agent_step, carry)
+        carry = (ts.actor_params, ts.actor_opt, ts.log_alpha, ts.alpha_opt, actions, key,
+                 jnp.zeros(self.n), jnp.zeros((batch.obs.shape[0], self.n)),
+                 jnp.zeros((self.n, *actions.shape)), jnp.zeros((self.n, *key.shape), key.dtype))
+        out = jax.lax.fori_loop(0, self.n, agent_step, carry)
+        actor_params, actor_opt, log_alpha, alpha_opt, _, _, losses, logps, seen, rkeys = out
+        trace = {"perm": perm, "pre_actions": pre_actions, "seen": seen, "resample_keys": rkeys}
+        return actor_params, actor_opt, log_alpha, alpha_opt, losses, logps, trace
+
+    def update(self, ts: HASACState, batch: Batch, key):
+        cfg = self.cfg
+        k_next, k_actor = jax.random.split(key)
+        alpha = self._alpha(ts.log_alpha)
+
+        # --- soft policy evaluation (Eq. 9): y = R^(k) + gamma^k (1 - term) (min Q'(s', a') - sum_i alpha_i log pi_i)
+        next_a, next_logp = self.sample_all(ts.actor_params, batch.next_obs, batch.next_action_mask, k_next)
+        next_q = self._q(ts.target_params, batch.next_state, next_a, ts.value_norm).min(0)
+        entropy_term = jnp.sum(alpha * next_logp * batch.next_alive, -1)
+        y = batch.reward + batch.discount * (next_q - entropy_term)
+        value_norm = ts.value_norm
+        if cfg.value_norm:
+            value_norm = value_norm.update(y)
+            y = value_norm.normalize(y)
+        y = jax.lax.stop_gradient(y)
+        (critic_loss, q_pred), grads = jax.value_and_grad(self._critic_loss, has_aux=True)(ts.critic_params, batch, y)
+        upd, critic_opt = self.critic_tx.update(grads, ts.critic_opt, ts.critic_params)
+        critic_params = optax.apply_updates(ts.critic_params, upd)
+
+        # --- heterogeneous-agent soft policy improvement (Eq. 10)
+        actor_params, actor_opt, log_alpha, alpha_opt, actor_losses, logps, _ = self.improve_actors(
+            ts, critic_params, value_norm, batch, k_actor)
 
         if cfg.auto_alpha and cfg.temperature == "shared":
             # one temperature on the joint entropy: target sum_i H_i

@@ -10,14 +10,9 @@ Continuous actions: policies act in [-1, 1]; JaxMARL's Box(0, 1) is reached by a
 """
 from __future__ import annotations
 
-import contextlib
-import io
-
 import jax
 import jax.numpy as jnp
-
-with contextlib.redirect_stdout(io.StringIO()):  # jaxmarl prints about optional submodules on import
-    from jaxmarl import make as jaxmarl_make
+from jaxmarl import make as jaxmarl_make
 
 from meharl.envs.core import AgentSpec, EnvSpec, TimeStep, default_action_mask, pad_obs
 

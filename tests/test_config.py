@@ -1,0 +1,37 @@
+"""Bad input fails fast, naming the bad value and the valid choices."""
+import pytest
+
+from meharl.config import parse_overrides, resolve
+
+
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        ({"foo": 1}, "unknown config key 'foo'.*Valid choices: .*actor_lr"),
+        ({"env": "mpe/simple_sprad"}, "unknown env 'mpe/simple_sprad'.*Did you mean mpe/simple_spread"),
+        ({"algo": "hasacc"}, "unknown algorithm 'hasacc'.*hasac"),
+        ({"critic_loss": "l1"}, "invalid critic_loss 'l1'.*mse, huber"),
+        ({"temperature": "global"}, "invalid temperature 'global'.*per_agent, shared"),
+        ({"batch_size": "0"}, "batch_size=0"),
+        ({"gamma": "1.5"}, "gamma=1.5"),
+        ({"n_envs": "abc"}, "invalid value 'abc' for n_envs"),
+        ({"seeds": "0,0"}, "seeds"),
+        ({"env": "matrix/hasac_3x3", "init_policy": "0.5,0.6,0.2"}, "init_policy"),
+    ],
+)
+def test_bad_config_is_rejected(overrides, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        resolve(overrides)
+
+
+def test_preset_then_overrides():
+    cfg = resolve({"env": "matrix/hasac_3x3", "alpha": "1"})
+    assert cfg.alpha == 1.0 and cfg.init_policy == (0.6, 0.2, 0.2) and cfg.n_step == 1
+    cfg = resolve(parse_overrides(["env=mpe/simple_spread", "seeds=0,1,2", "hidden_sizes=[64,64]", "auto_alpha=false"]))
+    assert cfg.seeds == (0, 1, 2) and cfg.hidden_sizes == (64, 64) and cfg.auto_alpha is False
+    assert cfg.n_step == 20 and cfg.batch_size == 1000  # HARL's tuned MPE values
+
+
+def test_override_needs_key_value():
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["seeds"])

@@ -1,0 +1,115 @@
+"""HASAC's update: the sequential scheme of Eq. 10 and the shape of a step."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from meharl.algorithms.hasac import HASAC, Batch, default_target_entropy
+from meharl.config import resolve
+from meharl.envs import make
+
+B = 32
+
+
+def _setup(env_name="mpe/simple_speaker_listener", **overrides):
+    cfg = resolve({"env": env_name, "hidden_sizes": "16,16", "batch_size": B, **overrides})
+    env = make(env_name)
+    algo = HASAC(env.spec, cfg, total_updates=10)
+    return env, cfg, algo, algo.init(jax.random.PRNGKey(0))
+
+
+def _batch(spec, key):
+    ks = jax.random.split(key, 4)
+    n, O, A = spec.n_agents, spec.max_obs_dim, spec.max_action_dim
+    obs = jax.random.normal(ks[0], (B, n, O)) * jnp.asarray(spec.obs_mask)
+    state = jax.random.normal(ks[1], (B, spec.state_dim))
+    act = jnp.tanh(jax.random.normal(ks[2], (B, n, A))) * jnp.asarray(spec.action_dim_mask)
+    ones = jnp.ones((B, n, A))
+    return Batch(obs, state, act, ones, jnp.ones((B, n)), jax.random.normal(ks[3], (B,)), jnp.full((B,), 0.9),
+                 obs, state, ones, jnp.ones((B, n)))
+
+
+@pytest.fixture(scope="module")
+def hetero():
+    env, cfg, algo, ts = _setup()
+    return env, cfg, algo, ts, _batch(env.spec, jax.random.PRNGKey(1))
+
+
+def test_permutation_changes_between_updates(hetero):
+    _, _, algo, ts, batch = hetero
+    env3 = make("mpe/simple_spread")
+    algo3 = HASAC(env3.spec, algo.cfg, 10)
+    ts3 = algo3.init(jax.random.PRNGKey(0))
+    batch3 = _batch(env3.spec, jax.random.PRNGKey(2))
+    improve = jax.jit(lambda k: algo3.improve_actors(ts3, ts3.critic_params, ts3.value_norm, batch3, k)[-1]["perm"])
+    perms = {tuple(np.asarray(improve(jax.random.PRNGKey(k)))) for k in range(30)}
+    assert all(sorted(p) == [0, 1, 2] for p in perms)
+    assert len(perms) >= 4, perms  # 6 orders exist; 30 draws hit at least 4 w.p. > 0.999
+    fixed = HASAC(env3.spec, dataclasses.replace(algo.cfg, fixed_order=True), 10)
+    fixed_perms = {tuple(np.asarray(fixed.improve_actors(ts3, ts3.critic_params, ts3.value_norm, batch3, jax.random.PRNGKey(k))[-1]["perm"])) for k in range(5)}
+    assert fixed_perms == {(0, 1, 2)}
+
+
+def test_updated_agents_play_their_resampled_actions(hetero):
+    env, cfg, algo, ts, batch = hetero
+    spec = make("mpe/simple_spread").spec
+    algo = HASAC(spec, cfg, 10)
+    ts = algo.init(jax.random.PRNGKey(0))
+    batch = _batch(spec, jax.random.PRNGKey(3))
+    new_params, _, _, _, _, _, trace = jax.jit(lambda k: algo.improve_actors(ts, ts.critic_params, ts.value_norm, batch, k))(jax.random.PRNGKey(5))
+    perm = np.asarray(trace["perm"])
+    pre, seen = np.asarray(trace["pre_actions"]), np.asarray(trace["seen"])
+    for m in range(spec.n_agents):
+        for j, agent in enumerate(perm):
+            if j < m:
+                # already updated in this pass: a fresh sample of its *new* policy
+                p = jax.tree.map(lambda x: x[agent], new_params)
+                a, _ = algo._sample_agent(p, agent, batch.obs[:, agent], batch.action_mask[:, agent], trace["resample_keys"][j])
+                np.testing.assert_allclose(seen[m][:, agent], np.asarray(a), rtol=1e-5, atol=1e-6)
+                assert not np.allclose(seen[m][:, agent], pre[:, agent])
+            else:
+                # not yet updated: its pre-update action
+                np.testing.assert_array_equal(seen[m][:, agent], pre[:, agent])
+
+
+def test_update_step_runs_and_changes_parameters(hetero):
+    env, cfg, algo, ts, batch = hetero
+    new, metrics = jax.jit(algo.update)(ts, batch, jax.random.PRNGKey(0))
+    for k in ("critic_loss", "actor_loss", "q_mean"):
+        assert np.isfinite(float(metrics[k]))
+    assert metrics["alpha"].shape == (2,) and metrics["entropy"].shape == (2,)
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new.actor_params, ts.actor_params)
+    assert max(jax.tree.leaves(moved)) > 0
+    # Polyak: target moved by exactly tau of the way to the new critic
+    tgt = jax.tree.leaves(new.target_params)[0]
+    expect = (1 - cfg.polyak) * jax.tree.leaves(ts.target_params)[0] + cfg.polyak * jax.tree.leaves(new.critic_params)[0]
+    np.testing.assert_allclose(tgt, expect, rtol=1e-5, atol=1e-7)
+
+
+def test_initial_temperature_is_honoured():
+    _, _, algo, ts = _setup(alpha=0.37)
+    np.testing.assert_allclose(np.exp(np.asarray(ts.log_alpha)), 0.37, rtol=1e-6)
+
+
+def test_target_entropy_defaults():
+    spec = make("mpe/simple_speaker_listener_discrete").spec
+    cfg = resolve({"env": "mpe/simple_speaker_listener_discrete"})
+    np.testing.assert_allclose(default_target_entropy(spec, cfg), 0.98 * np.log([3, 5]), rtol=1e-6)
+    cfg0 = resolve({"env": "mpe/simple_speaker_listener_discrete", "discrete_target_entropy_ratio": 0})
+    np.testing.assert_array_equal(default_target_entropy(spec, cfg0), [0.0, 0.0])  # the reference code's value
+    cont = make("mpe/simple_speaker_listener").spec
+    np.testing.assert_array_equal(default_target_entropy(cont, resolve({})), [-3.0, -5.0])
+
+
+def test_share_param_refused_for_heterogeneous_agents():
+    with pytest.raises(ValueError, match="share_param"):
+        _setup(share_param=True)
+
+
+def test_share_param_uses_one_network():
+    env, cfg, algo, ts = _setup("mpe/simple_spread", share_param=True)
+    assert jax.tree.leaves(ts.actor_params)[0].shape[0] == 1
+    new, _ = jax.jit(algo.update)(ts, _batch(env.spec, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
+    assert jax.tree.leaves(new.actor_params)[0].shape[0] == 1
