@@ -33,7 +33,9 @@ def _copy_state(ours, pz, task):
     if task == "simple_speaker_listener":
         state = state.replace(goal=jnp.asarray(world.landmarks.index(world.agents[0].goal_b)))
     if task == "simple_reference":
-        goals = [world.landmarks.index(a.goal_b) for a in world.agents]
+        # mpe2: agent j's goal_b is the landmark the *other* agent must reach (goal_a);
+        # JaxMARL: goal[j] is the landmark agent j must reach
+        goals = [world.landmarks.index(a.goal_b) for a in world.agents][::-1]
         state = state.replace(goal=jnp.asarray(goals))
     return (state, t)
 

@@ -14,7 +14,7 @@ from meharl.experiment import Experiment, NaNError
 TINY = dict(
     env="mpe/simple_speaker_listener", hidden_sizes="16,16", n_envs=4, warmup_steps=200, train_interval=5,
     update_per_train=1, batch_size=32, buffer_size=2000, n_step=3, eval_interval=100, total_steps=600,
-    eval_episodes=4, seeds="0,1",
+    eval_episodes=4, seeds="0,1", checkpoint_every=1,
 )
 COMPARED = ["seed", "env_steps", "eval_return_mean", "critic_loss", "actor_loss", "alpha", "entropy"]
 
