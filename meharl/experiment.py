@@ -150,7 +150,11 @@ class Experiment:
     def run(self, resume: bool = True):
         cfg, sch = self.cfg, self.schedule
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        saved = self.run_dir / "config.yaml"
+        if resume and self._ckpt_paths()[0].exists() and saved.exists() and load_run(self.run_dir) != cfg:
+            raise ValueError(f"{self.run_dir} holds a checkpoint of a run with a different config; "
+                             "resume it with its own config, or pass --no-resume / another --run-dir")
+        saved.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         rs, progress = self.load_checkpoint() if resume else (None, None)
         t_start = time.perf_counter()
         if rs is None:

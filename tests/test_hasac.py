@@ -38,7 +38,7 @@ def hetero():
 
 
 def test_permutation_changes_between_updates(hetero):
-    _, _, algo, ts, batch = hetero
+    algo = hetero[2]
     env3 = make("mpe/simple_spread")
     algo3 = HASAC(env3.spec, algo.cfg, 10)
     ts3 = algo3.init(jax.random.PRNGKey(0))
@@ -53,7 +53,7 @@ def test_permutation_changes_between_updates(hetero):
 
 
 def test_updated_agents_play_their_resampled_actions(hetero):
-    env, cfg, algo, ts, batch = hetero
+    cfg = hetero[1]
     spec = make("mpe/simple_spread").spec
     algo = HASAC(spec, cfg, 10)
     ts = algo.init(jax.random.PRNGKey(0))
@@ -113,3 +113,28 @@ def test_share_param_uses_one_network():
     assert jax.tree.leaves(ts.actor_params)[0].shape[0] == 1
     new, _ = jax.jit(algo.update)(ts, _batch(env.spec, jax.random.PRNGKey(0)), jax.random.PRNGKey(1))
     assert jax.tree.leaves(new.actor_params)[0].shape[0] == 1
+
+
+@pytest.mark.parametrize("env_name, overrides", [
+    ("mpe/simple_speaker_listener_discrete", {"discrete_actor_gradient": "gumbel", "feature_norm": True}),
+    ("mpe/simple_speaker_listener_discrete", {"discrete_actor_gradient": "exact"}),
+    ("mpe/simple_speaker_listener", {"value_norm": True, "critic_loss": "huber", "temperature": "shared", "lr_decay": True,
+                                     "mini_epochs": 2}),
+])
+def test_options_give_finite_updates_that_move_the_policy(env_name, overrides):
+    env, cfg, algo, ts = _setup(env_name, **overrides)
+    spec = env.spec
+    batch = _batch(spec, jax.random.PRNGKey(4))
+    if spec.discrete:  # stored actions are one-hots of real choices
+        idx = jax.random.randint(jax.random.PRNGKey(5), (B, spec.n_agents), 0, 3)
+        batch = batch._replace(action=jax.nn.one_hot(idx, spec.max_action_dim))
+    update = jax.jit(algo.update)
+    new, metrics = update(ts, batch, jax.random.PRNGKey(0))
+    new, metrics = update(new, batch, jax.random.PRNGKey(1))
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in metrics.values()), metrics
+    moved = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new.actor_params, ts.actor_params)))
+    assert moved > 0
+    if overrides.get("temperature") == "shared":
+        assert new.log_alpha.shape == (1,) and float(new.log_alpha[0]) != float(ts.log_alpha[0])
+    if overrides.get("value_norm"):
+        assert float(new.value_norm.debias) > 0

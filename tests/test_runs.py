@@ -122,3 +122,9 @@ def test_plot_cli(cli_run, tmp_path):
 def test_bad_cli_input_fails_before_compiling():
     out = subprocess.run([sys.executable, "-m", "meharl.cli", "train", "env=mpe/nope"], capture_output=True, text=True)
     assert out.returncode == 2 and "unknown env 'mpe/nope'" in out.stderr and "mpe/simple_spread" in out.stderr
+
+
+def test_resuming_with_a_different_config_is_refused(cli_run):
+    run_dir, _ = cli_run
+    with pytest.raises(ValueError, match="different config"):
+        Experiment(resolve({**TINY, "alpha": "0.3"}), run_dir, quiet=True).run()

@@ -41,17 +41,10 @@ PAYOFFS: dict[str, tuple[np.ndarray, str]] = {
 HASAC_INITIAL_POLICY = (0.6, 0.2, 0.2)
 
 
-class MatrixGame:
-    """An n-agent one-step cooperative game with payoff tensor ``payoff[a1, ..., an]``."""
+class _OneStepGame:
+    """Shared protocol plumbing: constant observations, terminate after the first step."""
 
-    def __init__(self, name: str):
-        self.payoff = jnp.asarray(PAYOFFS[name][0], jnp.float32)
-        self.spec = EnvSpec(
-            name=f"matrix/{name}",
-            agents=tuple(AgentSpec(obs_dim=1, action_dim=k, discrete=True) for k in self.payoff.shape),
-            state_dim=self.payoff.ndim,
-            max_steps=1,
-        )
+    spec: EnvSpec
 
     def _timestep(self, reward, terminated):
         n = self.spec.n_agents
@@ -70,10 +63,26 @@ class MatrixGame:
         return jnp.zeros((), jnp.int32), self._timestep(0.0, False)
 
     def step(self, key, env_state, actions):
-        return env_state + 1, self._timestep(self.payoff[tuple(actions)], True)
+        return env_state + 1, self._timestep(self.reward(actions), True)
 
 
-class DifferentiableGame:
+class MatrixGame(_OneStepGame):
+    """An n-agent one-step cooperative game with payoff tensor ``payoff[a1, ..., an]``."""
+
+    def __init__(self, name: str):
+        self.payoff = jnp.asarray(PAYOFFS[name][0], jnp.float32)
+        self.spec = EnvSpec(
+            name=f"matrix/{name}",
+            agents=tuple(AgentSpec(obs_dim=1, action_dim=k, discrete=True) for k in self.payoff.shape),
+            state_dim=self.payoff.ndim,
+            max_steps=1,
+        )
+
+    def reward(self, actions):
+        return self.payoff[tuple(actions)]
+
+
+class DifferentiableGame(_OneStepGame):
     """Two agents with actions in [-1, 1]; r(a1, a2) = a1 * a2 (optima at (1,1) and (-1,-1))."""
 
     def __init__(self):
@@ -84,21 +93,6 @@ class DifferentiableGame:
             max_steps=1,
         )
 
-    def _timestep(self, reward, terminated):
-        return TimeStep(
-            obs=jnp.ones((2, 1)),
-            state=jnp.ones((2,)),
-            reward=jnp.asarray(reward, jnp.float32),
-            terminated=jnp.asarray(terminated),
-            truncated=jnp.asarray(False),
-            action_mask=default_action_mask(self.spec),
-            alive=jnp.ones((2,), bool),
-            won=jnp.asarray(False),
-        )
-
-    def reset(self, key):
-        return jnp.zeros((), jnp.int32), self._timestep(0.0, False)
-
-    def step(self, key, env_state, actions):
+    def reward(self, actions):
         a = jnp.clip(actions[:, 0], -1.0, 1.0)
-        return env_state + 1, self._timestep(a[0] * a[1], True)
+        return a[0] * a[1]
