@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass
 
 from meharl.envs import ENV_NAMES, check_env_name
+from meharl.envs.mpe import ACTION_MAPS as MPE_ACTION_MAPS
 
 ALGOS = ("hasac",)
 CRITIC_LOSSES = ("mse", "huber")
@@ -28,6 +29,7 @@ class Config:
     env: str = "mpe/simple_spread"
     seeds: tuple[int, ...] = (0,)
     total_steps: int = 1_000_000  # env steps, warmup included
+    mpe_action_map: str = "reference"  # continuous MPE: "reference" (HARL code) or "box" (envs/mpe.py)
     # off-policy schedule (HARL off-policy runner semantics)
     n_envs: int = 20  # rollout threads
     warmup_steps: int = 10_000  # env steps of uniformly random actions before learning
@@ -93,6 +95,13 @@ PRESETS: list[tuple[str, str, dict]] = [
 ]
 
 
+def env_options(cfg: Config) -> dict:
+    """The options of ``envs.make`` that come from the config."""
+    if cfg.env.startswith("mpe/") and not cfg.env.endswith("_discrete"):
+        return {"action_map": cfg.mpe_action_map}
+    return {}
+
+
 def preset(algo: str, env: str) -> dict:
     out: dict = {}
     for a, pattern, values in PRESETS:
@@ -150,6 +159,7 @@ def validate(cfg: Config) -> Config:
     choice("critic_loss", CRITIC_LOSSES)
     choice("temperature", TEMPERATURES)
     choice("discrete_actor_gradient", DISCRETE_ACTOR_GRADIENTS)
+    choice("mpe_action_map", MPE_ACTION_MAPS)
     positive = ["total_steps", "n_envs", "train_interval", "eval_interval", "eval_episodes", "checkpoint_every",
                 "buffer_size", "batch_size", "n_step", "mini_epochs", "actor_lr", "critic_lr", "alpha_lr",
                 "huber_delta"]

@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from meharl.algorithms import ALGORITHMS
-from meharl.config import Config, from_dict, resolve
+from meharl.config import Config, env_options, from_dict, resolve
 from meharl.envs import make
 from meharl.runners.offpolicy import OffPolicyRunner
 
@@ -38,7 +38,7 @@ class NaNError(RuntimeError):
 
 
 def build(cfg: Config):
-    env = make(cfg.env)
+    env = make(cfg.env, **env_options(cfg))
     runner = OffPolicyRunner(env, None, cfg)
     total_updates = runner.schedule.blocks * runner.schedule.updates_per_block
     runner.algo = ALGORITHMS[cfg.algo](env.spec, cfg, total_updates)

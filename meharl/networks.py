@@ -34,8 +34,12 @@ class MaskedLayerNorm(nn.Module):
         return (y * scale + bias) * mask
 
 
-def _dense(features, gain):
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain), bias_init=nn.initializers.zeros)
+def _dense(features, scale=1.0):
+    """PyTorch's default Linear init (uniform, variance 1/(3 fan_in)), the reference's for its
+    continuous actors and critics, with the kernel scaled by ``scale``. Not orthogonal init:
+    jaxlib 0.10's batched QR kernel deadlocks on a 2-thread CPU pool (see the README)."""
+    return nn.Dense(features, kernel_init=nn.initializers.variance_scaling(scale**2 / 3.0, "fan_in", "uniform"),
+                    bias_init=nn.initializers.zeros)
 
 
 class MLP(nn.Module):
@@ -51,7 +55,7 @@ class MLP(nn.Module):
     def __call__(self, x, mask):
         x = MaskedLayerNorm()(x, mask) if self.feature_norm else x * mask
         for k, h in enumerate(self.hidden):
-            x = _dense(h, jnp.sqrt(2.0))(x)
+            x = _dense(h)(x)
             x = jnp.tanh(x) if self.final_tanh and k == len(self.hidden) - 1 else nn.relu(x)
         return _dense(self.out, self.out_gain)(x)
 

@@ -41,9 +41,9 @@ def _copy_state(ours, pz, task):
 
 
 @pytest.mark.parametrize("task", ["simple_spread", "simple_speaker_listener", "simple_reference"])
-@pytest.mark.parametrize("continuous", [True, False])
-def test_same_observations_and_rewards(task, continuous):
-    env = make(f"mpe/{task}" + ("" if continuous else "_discrete"))
+@pytest.mark.parametrize("continuous, action_map", [(True, "reference"), (True, "box"), (False, None)])
+def test_same_observations_and_rewards(task, continuous, action_map):
+    env = make(f"mpe/{task}", action_map=action_map) if continuous else make(f"mpe/{task}_discrete")
     pz = _mpe2_env(task, continuous)
     pz_obs, _ = pz.reset(seed=3)
     ours, _ = env.reset(jax.random.PRNGKey(0))
@@ -54,7 +54,9 @@ def test_same_observations_and_rewards(task, continuous):
         if continuous:
             pol = rng.uniform(-1, 1, (env.spec.n_agents, env.spec.max_action_dim)).astype(np.float32)
             pol *= env.spec.action_dim_mask
-            acts = {name: (pol[i, : a.action_dim] + 1) / 2 for i, (name, a) in enumerate(zip(pz.agents, env.spec.agents))}
+            # what mpe2 receives: the policy action itself (reference) or mapped onto Box(0, 1)
+            to_pz = (lambda x: x) if action_map == "reference" else (lambda x: (x + 1) / 2)
+            acts = {name: to_pz(pol[i, : a.action_dim]) for i, (name, a) in enumerate(zip(pz.agents, env.spec.agents))}
             ours_actions = jnp.asarray(pol)
         else:
             idx = np.array([rng.integers(a.action_dim) for a in env.spec.agents])

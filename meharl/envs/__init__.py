@@ -12,7 +12,7 @@ def _registry():
     reg = {f"matrix/{name}": (lambda name=name: MatrixGame(name)) for name in PAYOFFS}
     reg["matrix/differentiable"] = DifferentiableGame
     for task in MPE_TASKS:
-        reg[f"mpe/{task}"] = lambda task=task: MPE(task, continuous=True)
+        reg[f"mpe/{task}"] = lambda task=task, **kw: MPE(task, continuous=True, **kw)
         reg[f"mpe/{task}_discrete"] = lambda task=task: MPE(task, continuous=False)
     return reg
 
@@ -28,9 +28,10 @@ def check_env_name(name: str) -> None:
         raise ValueError(f"unknown env {name!r}.{hint} Valid choices: {', '.join(ENV_NAMES)}")
 
 
-def make(name: str):
+def make(name: str, **options):
+    """``options``: environment options, e.g. ``action_map`` of continuous MPE."""
     check_env_name(name)
-    return ENVS[name]()
+    return ENVS[name](**options)
 
 
 __all__ = [

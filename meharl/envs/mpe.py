@@ -6,7 +6,13 @@
   ``done = state.step >= max_steps`` *before* incrementing, so its episodes last 26 steps;
   we count steps ourselves and truncate after the 25th.
 
-Continuous actions: policies act in [-1, 1]; JaxMARL's Box(0, 1) is reached by an affine map.
+Continuous actions (``action_map``): policies act in [-1, 1]. MPE declares Box(0, 1) per
+action entry and moves by u = (a[2] - a[1], a[4] - a[3]) * accel, without clipping.
+
+* ``"reference"`` passes the policy's [-1, 1] action through unchanged, as the HARL/HASAC
+  reference code does (so each movement component spans [-2, 2]); use it to compare with
+  the papers;
+* ``"box"`` maps [-1, 1] affinely onto the declared Box(0, 1) (components span [-1, 1]).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from jaxmarl import make as jaxmarl_make
 from meharl.envs.core import AgentSpec, EnvSpec, TimeStep, default_action_mask, pad_obs
 
 EPISODE_LENGTH = 25
+ACTION_MAPS = ("reference", "box")
 TASKS = {
     "simple_spread": "MPE_simple_spread_v3",
     "simple_reference": "MPE_simple_reference_v3",
@@ -25,9 +32,11 @@ TASKS = {
 
 
 class MPE:
-    def __init__(self, task: str, continuous: bool = True):
+    def __init__(self, task: str, continuous: bool = True, action_map: str = "reference"):
+        if action_map not in ACTION_MAPS:
+            raise ValueError(f"invalid mpe_action_map {action_map!r}. Valid choices: {', '.join(ACTION_MAPS)}")
         self.env = jaxmarl_make(TASKS[task], action_type="Continuous" if continuous else "Discrete")
-        self.continuous = continuous
+        self.continuous, self.action_map = continuous, action_map
         agents = []
         for a in self.env.agents:
             obs_dim = self.env.observation_spaces[a].shape[0]
@@ -66,8 +75,8 @@ class MPE:
         out = {}
         for i, (name, a) in enumerate(zip(self.env.agents, self.spec.agents)):
             if self.continuous:
-                u = actions[i, : a.action_dim]
-                out[name] = a.low + (jnp.clip(u, -1.0, 1.0) + 1.0) * 0.5 * (a.high - a.low)
+                u = jnp.clip(actions[i, : a.action_dim], -1.0, 1.0)
+                out[name] = u if self.action_map == "reference" else a.low + (u + 1.0) * 0.5 * (a.high - a.low)
             else:
                 out[name] = actions[i]
         return out
