@@ -50,7 +50,8 @@ def _random_policy_return(env_name, episodes=200):
 
         def step(carry, k):
             state, ret = carry
-            a = jax.random.uniform(k, (spec.n_agents, spec.max_action_dim), minval=-1, maxval=1)
+            # uniform over MPE's declared Box(0, 1), which the default action map passes through
+            a = jax.random.uniform(k, (spec.n_agents, spec.max_action_dim))
             state, ts = env.step(k, state, a)
             return (state, ret + ts.reward), None
 
@@ -60,11 +61,12 @@ def _random_policy_return(env_name, episodes=200):
 
 
 def test_hasac_simple_spread_beats_random(tmp_path):
-    # A short, small run (the full-size one is bench/hasac_mpe.py). Uniformly random actions
-    # score about -72 per episode; seeds 0 and 1 reach about -62 at 50k steps.
+    # A short, small run (the full-size one is bench/hasac_mpe.py). Uniform actions over MPE's
+    # Box(0, 1) score about -78 per episode here; seeds 0 and 1 reach -66 and -64 at 50k steps
+    # (returns first drop while the policy learns to move, then rise above random).
     random_return = _random_policy_return("mpe/simple_spread")
     exp = train({"env": "mpe/simple_spread", "seeds": "0,1", "hidden_sizes": "64,64", "batch_size": 256,
-                 "total_steps": 50_000, "warmup_steps": 5_000, "eval_interval": 5_000}, run_dir=tmp_path, quiet=True)
+                 "total_steps": 50_000, "warmup_steps": 5_000, "eval_interval": 5_000, "update_per_train": 2}, run_dir=tmp_path, quiet=True)
     final = [r["eval_return_mean"] for r in exp.rows if r["env_steps"] == 50_000]
-    assert -80 < random_return < -65
+    assert -85 < random_return < -70
     assert min(final) > random_return + 7, (final, random_return)
