@@ -54,7 +54,8 @@ def test_same_observations_and_rewards(task, continuous, action_map):
         if continuous:
             pol = rng.uniform(-1, 1, (env.spec.n_agents, env.spec.max_action_dim)).astype(np.float32)
             pol *= env.spec.action_dim_mask
-            # what mpe2 receives: the policy action itself (reference) or mapped onto Box(0, 1)
+            # what mpe2 receives: the policy action itself, which mpe2 clips into Box(0, 1) as it
+            # did the reference code's (reference), or the action mapped onto Box(0, 1) (box)
             to_pz = (lambda x: x) if action_map == "reference" else (lambda x: (x + 1) / 2)
             acts = {name: to_pz(pol[i, : a.action_dim]) for i, (name, a) in enumerate(zip(pz.agents, env.spec.agents))}
             ours_actions = jnp.asarray(pol)

@@ -9,10 +9,10 @@
 Continuous actions (``action_map``): policies act in [-1, 1]. MPE declares Box(0, 1) per
 action entry and moves by u = (a[2] - a[1], a[4] - a[3]) * accel, without clipping.
 
-* ``"reference"`` passes the policy's [-1, 1] action through unchanged, as the HARL/HASAC
-  reference code does (so each movement component spans [-2, 2]); use it to compare with
-  the papers;
-* ``"box"`` maps [-1, 1] affinely onto the declared Box(0, 1) (components span [-1, 1]).
+* ``"reference"`` passes the policy's [-1, 1] action through and clips it into Box(0, 1),
+  which is what the HARL/HASAC reference code's actions went through (PettingZoo wraps
+  continuous MPE in ``ClipOutOfBoundsWrapper``): a policy output below 0 acts as 0;
+* ``"box"`` maps [-1, 1] affinely onto Box(0, 1), so every policy output moves the agent.
 """
 from __future__ import annotations
 
@@ -76,7 +76,10 @@ class MPE:
         for i, (name, a) in enumerate(zip(self.env.agents, self.spec.agents)):
             if self.continuous:
                 u = jnp.clip(actions[i, : a.action_dim], -1.0, 1.0)
-                out[name] = u if self.action_map == "reference" else a.low + (u + 1.0) * 0.5 * (a.high - a.low)
+                if self.action_map == "reference":
+                    out[name] = jnp.clip(u, a.low, a.high)
+                else:
+                    out[name] = a.low + (u + 1.0) * 0.5 * (a.high - a.low)
             else:
                 out[name] = actions[i]
         return out
