@@ -53,7 +53,7 @@ def learner_rate(exp, repeats=5, k=50):
     def many(rs):
         return jax.lax.scan(r._update, rs, None, k)[0]
 
-    f = jax.jit(jax.vmap(many))
+    f = jax.jit(exp._per_seed(many))
     rs = f(rs)
     jax.block_until_ready(rs)
     times = []

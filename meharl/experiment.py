@@ -61,10 +61,23 @@ class Experiment:
         r = self.runner
         # one compiled program per piece, vmapped over seeds; the runner state is donated so
         # the replay buffers are updated in place
-        self._init = jax.jit(jax.vmap(r.init))
-        self._warmup = jax.jit(jax.vmap(r.warmup), donate_argnums=0)
-        self._chunk = jax.jit(jax.vmap(r.chunk, in_axes=(0, None)), static_argnums=1, donate_argnums=0)
-        self._evaluate = jax.jit(jax.vmap(r.evaluate))
+        self._init = jax.jit(self._per_seed(r.init))
+        self._warmup = jax.jit(self._per_seed(r.warmup), donate_argnums=0)
+        self._chunk = jax.jit(self._per_seed(r.chunk, (0, None)), static_argnums=1, donate_argnums=0)
+        self._evaluate = jax.jit(self._per_seed(r.evaluate))
+
+    def _per_seed(self, f, in_axes=0):
+        """vmap over the leading seed axis. With one seed, the plain program on the squeezed
+        axis: on CPU, batched matmuls over a size-1 axis cost ~15% of the update rate."""
+        if len(self.cfg.seeds) > 1:
+            return jax.vmap(f, in_axes=in_axes)
+
+        def one_seed(*args):
+            axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+            args = [a if ax is None else jax.tree.map(lambda x: x[0], a) for a, ax in zip(args, axes)]
+            return jax.tree.map(lambda x: x[None], f(*args))
+
+        return one_seed
 
     # ------------------------------------------------------------------ state
     def seed_keys(self):
