@@ -29,6 +29,7 @@ import numpy as np
 
 from meharl.config import resolve
 from meharl.experiment import Experiment
+from meharl.runners.offpolicy import over_seeds
 
 REF = Path(__file__).resolve().parents[1].parent / "shared" / "bench" / "ref_hasac_update.py"
 
@@ -53,7 +54,7 @@ def learner_rate(exp, repeats=5, k=50):
     def many(rs):
         return jax.lax.scan(r._update, rs, None, k)[0]
 
-    f = jax.jit(exp._per_seed(many))
+    f = jax.jit(over_seeds(many, len(exp.cfg.seeds)))
     rs = f(rs)
     jax.block_until_ready(rs)
     times = []

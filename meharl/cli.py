@@ -104,7 +104,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
         print(f"meharl: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -26,7 +26,8 @@ import yaml
 
 from meharl.algorithms import ALGORITHMS
 from meharl.config import Config, env_options, from_dict, resolve
-from meharl.envs import make
+from meharl.envs import is_host, make
+from meharl.runners.host import HostOffPolicyRunner
 from meharl.runners.offpolicy import OffPolicyRunner
 
 CSV_FIELDS = ["seed", "env_steps", "wall_time", "eval_return_mean", "eval_return_std", "eval_win_rate",
@@ -38,10 +39,15 @@ class NaNError(RuntimeError):
 
 
 def build(cfg: Config):
+    """The environment (for host-stepped ones: the factory of one env) and the runner."""
     env = make(cfg.env, **env_options(cfg))
-    runner = OffPolicyRunner(env, None, cfg)
+    if is_host(cfg.env):
+        runner = HostOffPolicyRunner(env, None, cfg)
+        spec = runner.spec
+    else:
+        runner, spec = OffPolicyRunner(env, None, cfg), env.spec
     total_updates = runner.schedule.blocks * runner.schedule.updates_per_block
-    runner.algo = ALGORITHMS[cfg.algo](env.spec, cfg, total_updates)
+    runner.algo = ALGORITHMS[cfg.algo](spec, cfg, total_updates)
     return env, runner
 
 
@@ -58,26 +64,7 @@ class Experiment:
             name = cfg.name or f"{cfg.algo}_{cfg.env.replace('/', '_')}_{stamp}"
             run_dir = Path(cfg.run_dir) / name
         self.run_dir = Path(run_dir)
-        r = self.runner
-        # one compiled program per piece, vmapped over seeds; the runner state is donated so
-        # the replay buffers are updated in place
-        self._init = jax.jit(self._per_seed(r.init))
-        self._warmup = jax.jit(self._per_seed(r.warmup), donate_argnums=0)
-        self._chunk = jax.jit(self._per_seed(r.chunk, (0, None)), static_argnums=1, donate_argnums=0)
-        self._evaluate = jax.jit(self._per_seed(r.evaluate))
-
-    def _per_seed(self, f, in_axes=0):
-        """vmap over the leading seed axis. With one seed, the plain program on the squeezed
-        axis: on CPU, batched matmuls over a size-1 axis cost ~15% of the update rate."""
-        if len(self.cfg.seeds) > 1:
-            return jax.vmap(f, in_axes=in_axes)
-
-        def one_seed(*args):
-            axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
-            args = [a if ax is None else jax.tree.map(lambda x: x[0], a) for a, ax in zip(args, axes)]
-            return jax.tree.map(lambda x: x[None], f(*args))
-
-        return one_seed
+        self.loop = self.runner.compile(len(cfg.seeds))
 
     # ------------------------------------------------------------------ state
     def seed_keys(self):
@@ -104,8 +91,7 @@ class Experiment:
         npz, meta = self._ckpt_paths()
         if not npz.exists():
             return None, None
-        template = jax.eval_shape(self._init, self.seed_keys())
-        treedef = jax.tree.structure(template)
+        treedef = jax.tree.structure(self.loop.template(self.seed_keys()))
         with np.load(npz) as data:
             leaves = [jnp.asarray(data[f"arr_{i}"]) for i in range(len(data.files))]
         return jax.tree.unflatten(treedef, leaves), json.loads(meta.read_text())
@@ -161,6 +147,12 @@ class Experiment:
         return rows
 
     def run(self, resume: bool = True):
+        try:
+            return self._run(resume)
+        finally:
+            self.runner.close()  # host-stepped envs' worker processes
+
+    def _run(self, resume: bool):
         cfg, sch = self.cfg, self.schedule
         self.run_dir.mkdir(parents=True, exist_ok=True)
         saved = self.run_dir / "config.yaml"
@@ -171,12 +163,14 @@ class Experiment:
         rs, progress = self.load_checkpoint() if resume else (None, None)
         t_start = time.perf_counter()
         if rs is None:
-            rs = self._init(self.seed_keys())
+            rs = self.loop.init(self.seed_keys())
             # evaluation of the initial policy, at env step 0
-            ret, won = self._evaluate(rs.algo, self.eval_keys(0))
+            ret, won = self.loop.evaluate(rs.algo, self.eval_keys(0))
             rows = self._rows(-1, 0.0, ret, won, None)
-            rs = self._warmup(rs)
+            rs = self.loop.warmup(rs)
             progress = {"blocks_done": 0, "wall_offset": 0.0, "rows": rows, "evals": 0}
+        else:
+            rs = self.loop.resumed(rs, progress["blocks_done"])
         rows, blocks_done = progress["rows"], progress["blocks_done"]
         wall_offset = progress["wall_offset"] - t_start
         self._write_outputs(rows)
@@ -191,7 +185,7 @@ class Experiment:
         while blocks_done < sch.blocks:
             t_chunk = time.perf_counter()
             n = min(sch.blocks_per_eval, sch.blocks - blocks_done)
-            rs, metrics = self._chunk(rs, n)
+            rs, metrics = self.loop.chunk(rs, n)
             metrics = jax.device_get(metrics)
             bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
             if bad:
@@ -202,7 +196,7 @@ class Experiment:
                 )
             blocks_done += n
             evals += 1
-            ret, won = self._evaluate(rs.algo, self.eval_keys(blocks_done))
+            ret, won = self.loop.evaluate(rs.algo, self.eval_keys(blocks_done))
             wall = time.perf_counter() + wall_offset
             new_rows = self._rows(blocks_done, wall, ret, won, metrics)
             rows.extend(new_rows)
@@ -247,5 +241,5 @@ def evaluate_run(run_dir, eval_episodes: int | None = None):
     rs, progress = exp.load_checkpoint()
     if rs is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir} (expected checkpoint.npz)")
-    ret, won = exp._evaluate(rs.algo, exp.eval_keys(progress["blocks_done"] + 1))
+    ret, won = exp.loop.evaluate(rs.algo, exp.eval_keys(progress["blocks_done"] + 1))
     return {seed: np.asarray(ret[s]) for s, seed in enumerate(cfg.seeds)}, progress

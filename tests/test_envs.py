@@ -4,7 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from meharl.envs import ENV_NAMES, PAYOFFS, TimeStep, make, step_autoreset
+from meharl.envs import ENV_NAMES, PAYOFFS, SMAX_MAPS, TimeStep, is_host, make, step_autoreset
+
+# JAX-native envs; of SMAX's maps, a homogeneous, a mixed-unit and a SMACv2-style one (each
+# compiles for ~10 s; every map's spec is checked below)
+JAX_ENVS = [n for n in ENV_NAMES if not is_host(n) and (not n.startswith("smax/") or n in
+            ("smax/3m", "smax/2s3z", "smax/smacv2_5_units"))]
 
 
 def _actions(spec, key):
@@ -13,7 +18,7 @@ def _actions(spec, key):
     return jax.random.uniform(key, (spec.n_agents, spec.max_action_dim), minval=-1, maxval=1) * jnp.asarray(spec.action_dim_mask)
 
 
-@pytest.mark.parametrize("name", ENV_NAMES)
+@pytest.mark.parametrize("name", JAX_ENVS)
 def test_protocol(name):
     env = make(name)
     spec = env.spec
@@ -33,6 +38,8 @@ def test_protocol(name):
         t += 1
         assert np.all(np.asarray(ts.obs)[np.asarray(spec.obs_mask) == 0] == 0)
         assert not (bool(ts.terminated) and bool(ts.truncated))
+        # discrete agents always have an available action
+        assert not spec.discrete or np.all(np.asarray(ts.action_mask).any(-1))
         if bool(ts.done):
             lengths.append(t)
             t = 0
@@ -101,3 +108,43 @@ def test_autoreset_keeps_final_timestep():
     _, direct = env.step(jax.random.split(jax.random.PRNGKey(24))[0], prev_state, a)
     np.testing.assert_array_equal(np.asarray(final.obs), np.asarray(direct.obs))
     assert not bool(nxt.done) and int(state[1]) == 0
+
+
+@pytest.mark.parametrize("map_name", SMAX_MAPS)
+def test_smax_specs(map_name):
+    spec = make(f"smax/{map_name}").spec
+    assert spec.discrete and spec.n_agents >= 3 and spec.state_dim > 0 and spec.max_steps == 100
+
+
+def _smax_episode(env, policy, key):
+    state, ts = env.reset(key)
+    step = jax.jit(env.step)
+    for t in range(env.spec.max_steps):
+        k_env, k_act = jax.random.split(jax.random.fold_in(key, t))
+        state, ts = step(k_env, state, policy(ts, k_act))
+        if bool(ts.done):
+            return t + 1, ts
+    raise AssertionError("no episode end within max_steps")
+
+
+def test_smax_time_limit_is_a_truncation():
+    # allies that only "stop" (action 4) at the far side of the map: nobody dies in 3 steps
+    env = make("smax/3m", max_steps=3)
+    length, ts = _smax_episode(env, lambda ts, k: jnp.full((3,), 4), jax.random.PRNGKey(0))
+    assert length == 3 and bool(ts.truncated) and not bool(ts.terminated) and not bool(ts.won)
+
+
+def test_smax_wipe_out_is_a_termination_and_dead_agents_can_only_stop():
+    # random available actions: the heuristic enemies win long before the 100-step limit
+    env = make("smax/3m")
+
+    def policy(ts, k):
+        return jnp.argmax(ts.action_mask * jax.random.uniform(k, ts.action_mask.shape), -1)
+
+    length, ts = _smax_episode(env, policy, jax.random.PRNGKey(1))
+    assert length < 100 and bool(ts.terminated) and not bool(ts.truncated)
+    mask = np.asarray(ts.action_mask)
+    for i in np.flatnonzero(~np.asarray(ts.alive)):
+        assert mask[i].tolist() == [False] * 4 + [True] + [False] * (mask.shape[1] - 5)
+    # a battle ending with no ally alive is never won
+    assert bool(ts.won) == bool(np.asarray(ts.alive).any())

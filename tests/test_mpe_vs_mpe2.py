@@ -1,6 +1,7 @@
-"""JaxMARL's MPE through our adapter matches PettingZoo's MPE (mpe2) step for step:
-same observations and same team reward (sum of agents' rewards) for the same actions,
-from the same initial positions."""
+"""JaxMARL's MPE through our adapter matches PettingZoo's MPE (mpe2) through our host-stepped
+adapter (``pz_mpe/*``) step for step: same observations, global state, team reward (sum of
+agents' rewards) and truncation for the same policy actions, from the same initial
+positions. So both give the same returns for the same policy."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,16 +10,6 @@ import pytest
 from meharl.envs import make
 
 mpe2 = pytest.importorskip("mpe2", reason="mpe2 is a test extra: pip install -e .[test]")
-
-
-def _mpe2_env(task, continuous):
-    module = {
-        "simple_spread": "simple_spread_v3",
-        "simple_reference": "simple_reference_v3",
-        "simple_speaker_listener": "simple_speaker_listener_v4",
-    }[task]
-    mod = __import__(f"mpe2.{module}", fromlist=["parallel_env"])
-    return mod.parallel_env(max_cycles=25, continuous_actions=continuous)
 
 
 def _copy_state(ours, pz, task):
@@ -43,30 +34,34 @@ def _copy_state(ours, pz, task):
 @pytest.mark.parametrize("task", ["simple_spread", "simple_speaker_listener", "simple_reference"])
 @pytest.mark.parametrize("continuous, action_map", [(True, "reference"), (True, "box"), (False, None)])
 def test_same_observations_and_rewards(task, continuous, action_map):
-    env = make(f"mpe/{task}", action_map=action_map) if continuous else make(f"mpe/{task}_discrete")
-    pz = _mpe2_env(task, continuous)
-    pz_obs, _ = pz.reset(seed=3)
+    suffix = "" if continuous else "_discrete"
+    options = {"action_map": action_map} if continuous else {}
+    env = make(f"mpe/{task}{suffix}", **options)
+    joint = make(f"pz_mpe/{task}{suffix}", **options)()
+    joint.reset(seed=3)
     ours, _ = env.reset(jax.random.PRNGKey(0))
-    ours = _copy_state(ours, pz, task)
+    ours = _copy_state(ours, joint.env, task)
     rng = np.random.default_rng(0)
     step = jax.jit(env.step)
     for t in range(25):
         if continuous:
+            # policy actions in [-1, 1]; both adapters map them onto MPE's Box(0, 1) by action_map
             pol = rng.uniform(-1, 1, (env.spec.n_agents, env.spec.max_action_dim)).astype(np.float32)
             pol *= env.spec.action_dim_mask
-            # what mpe2 receives: the policy action itself, which mpe2 clips into Box(0, 1) as it
-            # did the reference code's (reference), or the action mapped onto Box(0, 1) (box)
-            to_pz = (lambda x: x) if action_map == "reference" else (lambda x: (x + 1) / 2)
-            acts = {name: to_pz(pol[i, : a.action_dim]) for i, (name, a) in enumerate(zip(pz.agents, env.spec.agents))}
-            ours_actions = jnp.asarray(pol)
         else:
-            idx = np.array([rng.integers(a.action_dim) for a in env.spec.agents])
-            acts = {name: int(idx[i]) for i, name in enumerate(pz.agents)}
-            ours_actions = jnp.asarray(idx)
-        names = list(pz.agents)
-        pz_obs, pz_rew, pz_term, pz_trunc, _ = pz.step(acts)
-        ours, ts = step(jax.random.PRNGKey(t), ours, ours_actions)
-        for i, (name, a) in enumerate(zip(names, env.spec.agents)):
-            np.testing.assert_allclose(np.asarray(ts.obs[i, : a.obs_dim]), pz_obs[name], atol=1e-4, err_msg=f"step {t} {name}")
-        assert float(ts.reward) == pytest.approx(sum(pz_rew.values()), abs=1e-3), t
-        assert bool(ts.truncated) == all(pz_trunc.values())
+            pol = np.array([rng.integers(a.action_dim) for a in env.spec.agents])
+        pz_obs, pz_reward, pz_term, pz_trunc, _ = joint.step(pol)
+        ours, ts = step(jax.random.PRNGKey(t), ours, jnp.asarray(pol))
+        np.testing.assert_allclose(np.asarray(ts.obs), pz_obs["obs"], atol=1e-4, err_msg=f"step {t}")
+        np.testing.assert_allclose(np.asarray(ts.state), pz_obs["state"], atol=1e-4, err_msg=f"step {t}")
+        assert float(ts.reward) == pytest.approx(pz_reward, abs=1e-3), t
+        assert bool(ts.truncated) == pz_trunc and bool(ts.terminated) == pz_term == False  # noqa: E712
+
+
+def test_reference_map_is_what_pettingzoo_did_to_the_reference_actions():
+    # the reference code's tanh output went to mpe2 unchanged, which clipped it into Box(0, 1)
+    joint = make("pz_mpe/simple_spread", action_map="reference")()
+    a = np.array([[-0.5, 0.2, 1.0, -1.0, 0.7]] * 3, np.float32)
+    np.testing.assert_allclose(joint.env_actions(a)["agent_0"], [0.0, 0.2, 1.0, 0.0, 0.7])
+    box = make("pz_mpe/simple_spread", action_map="box")()
+    np.testing.assert_allclose(box.env_actions(a)["agent_0"], (a[0] + 1) / 2)

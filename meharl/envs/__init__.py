@@ -1,19 +1,44 @@
-"""Environment registry: ``make("family/task", **options)``."""
+"""Environment registry: ``make("family/task", **options)``.
+
+JAX-native environments (``matrix``, ``mpe``, ``smax``) implement the functional protocol of
+``core.py`` and run inside the compiled runner. Host-stepped environments (``mamujoco``,
+``pz_mpe``, ``smac``: :func:`is_host`) are Gymnasium envs over joint spaces (``host.py``)
+stepped in worker processes; for them ``make`` returns a picklable factory of one env. Families are imported on first use, so that the registry (used by config
+validation before anything is built) needs none of the optional packages.
+"""
 from __future__ import annotations
 
 import difflib
+import importlib
 
 from meharl.envs.core import AgentSpec, EnvSpec, TimeStep, step_autoreset
-from meharl.envs.matrix import HASAC_INITIAL_POLICY, PAYOFFS, DifferentiableGame, MatrixGame
-from meharl.envs.mpe import MPE, TASKS as MPE_TASKS
+from meharl.envs.matrix import HASAC_INITIAL_POLICY, PAYOFFS
+
+MPE_TASKS = ("simple_spread", "simple_reference", "simple_speaker_listener")
+SMAX_MAPS = ("3m", "2s3z", "25m", "3s5z", "8m", "5m_vs_6m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z",
+             "3s_vs_5z", "6h_vs_8z", "smacv2_5_units", "smacv2_10_units", "smacv2_20_units")
+MAMUJOCO_TASKS = ("HalfCheetah-2x3", "HalfCheetah-3x2", "HalfCheetah-6x1", "Ant-2x4", "Ant-4x2", "Ant-8x1",
+                  "Walker2d-2x3", "Walker2d-6x1", "Hopper-3x1", "Humanoid-9|8", "Humanoid-17x1",
+                  "HumanoidStandup-17x1", "ManySegmentSwimmer-10x2")
+SMAC_MAPS = ("3m", "8m", "25m", "2s3z", "3s5z", "5m_vs_6m", "8m_vs_9m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z",
+             "3s_vs_5z", "6h_vs_8z", "MMM2", "corridor")
+HOST_FAMILIES = ("mamujoco", "pz_mpe", "smac")
 
 
 def _registry():
-    reg = {f"matrix/{name}": (lambda name=name: MatrixGame(name)) for name in PAYOFFS}
-    reg["matrix/differentiable"] = DifferentiableGame
+    """name -> (module, factory name, keyword arguments)."""
+    reg = {f"matrix/{name}": ("matrix", "MatrixGame", {"name": name}) for name in PAYOFFS}
+    reg["matrix/differentiable"] = ("matrix", "DifferentiableGame", {})
     for task in MPE_TASKS:
-        reg[f"mpe/{task}"] = lambda task=task, **kw: MPE(task, continuous=True, **kw)
-        reg[f"mpe/{task}_discrete"] = lambda task=task: MPE(task, continuous=False)
+        for family, module, factory in (("mpe", "mpe", "MPE"), ("pz_mpe", "pettingzoo", "mpe2_env")):
+            reg[f"{family}/{task}"] = (module, factory, {"task": task, "continuous": True})
+            reg[f"{family}/{task}_discrete"] = (module, factory, {"task": task, "continuous": False})
+    for m in SMAX_MAPS:
+        reg[f"smax/{m}"] = ("smax", "SMAX", {"map_name": m})
+    for m in SMAC_MAPS:
+        reg[f"smac/{m}"] = ("smac", "smac_env", {"map_name": m})
+    for task in MAMUJOCO_TASKS:
+        reg[f"mamujoco/{task}"] = ("mamujoco", "mamujoco_env", {"task": task})
     return reg
 
 
@@ -28,13 +53,19 @@ def check_env_name(name: str) -> None:
         raise ValueError(f"unknown env {name!r}.{hint} Valid choices: {', '.join(ENV_NAMES)}")
 
 
+def is_host(name: str) -> bool:
+    """Stepped on the host (Gymnasium vector env), not inside the compiled runner."""
+    return name.split("/", 1)[0] in HOST_FAMILIES
+
+
 def make(name: str, **options):
     """``options``: environment options, e.g. ``action_map`` of continuous MPE."""
     check_env_name(name)
-    return ENVS[name](**options)
+    module, factory, kwargs = ENVS[name]
+    return getattr(importlib.import_module(f"meharl.envs.{module}"), factory)(**kwargs, **options)
 
 
 __all__ = [
-    "AgentSpec", "EnvSpec", "TimeStep", "step_autoreset", "make", "ENV_NAMES", "check_env_name",
+    "AgentSpec", "EnvSpec", "TimeStep", "step_autoreset", "make", "ENV_NAMES", "check_env_name", "is_host",
     "HASAC_INITIAL_POLICY", "PAYOFFS",
 ]

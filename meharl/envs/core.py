@@ -22,6 +22,21 @@ import jax.numpy as jnp
 import numpy as np
 
 
+# How a policy's [-1, 1] action reaches a continuous Box(low, high) (MPE's and PettingZoo's
+# adapters): "reference" passes it through and clips into the box, as PettingZoo's
+# ClipOutOfBoundsWrapper did to the HARL reference code's tanh outputs; "box" maps [-1, 1]
+# affinely onto [low, high] (the usual act_limit scaling of SAC-style actors).
+ACTION_MAPS = ("reference", "box")
+
+
+def map_action(u, low, high, action_map: str, xp=jnp):
+    """A policy action u in [-1, 1] -> the env's Box(low, high); ``xp`` is jnp or np."""
+    u = xp.clip(u, -1.0, 1.0)
+    if action_map == "reference":
+        return xp.clip(u, low, high)
+    return low + (u + 1.0) * 0.5 * (high - low)
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     """One agent's spaces. ``action_dim`` is the number of choices when ``discrete``, else the

@@ -20,10 +20,9 @@ import jax
 import jax.numpy as jnp
 from jaxmarl import make as jaxmarl_make
 
-from meharl.envs.core import AgentSpec, EnvSpec, TimeStep, default_action_mask, pad_obs
+from meharl.envs.core import ACTION_MAPS, AgentSpec, EnvSpec, TimeStep, default_action_mask, map_action, pad_obs
 
 EPISODE_LENGTH = 25
-ACTION_MAPS = ("reference", "box")
 TASKS = {
     "simple_spread": "MPE_simple_spread_v3",
     "simple_reference": "MPE_simple_reference_v3",
@@ -75,11 +74,7 @@ class MPE:
         out = {}
         for i, (name, a) in enumerate(zip(self.env.agents, self.spec.agents)):
             if self.continuous:
-                u = jnp.clip(actions[i, : a.action_dim], -1.0, 1.0)
-                if self.action_map == "reference":
-                    out[name] = jnp.clip(u, a.low, a.high)
-                else:
-                    out[name] = a.low + (u + 1.0) * 0.5 * (a.high - a.low)
+                out[name] = map_action(actions[i, : a.action_dim], a.low, a.high, self.action_map)
             else:
                 out[name] = actions[i]
         return out

@@ -4,12 +4,14 @@ Schedule (the reference HARL off-policy runner): ``warmup_steps`` env steps of u
 random actions fill the buffer; then each *block* is ``train_interval`` vector steps of all
 ``n_envs`` envs with the stochastic policy, followed by ``update_per_train * train_interval``
 gradient updates. A *chunk* is a ``lax.scan`` over blocks; the experiment runs chunks
-between evaluations. Everything here is for one seed; the experiment ``vmap``s it over seeds.
+between evaluations. Everything here is for one seed; :meth:`OffPolicyRunner.compile`
+``vmap``s it over seeds and jits it (``runners/host.py`` is the same loop with the envs
+stepped on the host).
 """
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +27,41 @@ class RunnerState(NamedTuple):
     env_state: NamedTuple
     timestep: TimeStep
     key: jax.Array
+
+
+class SeedLoop(NamedTuple):
+    """The training loop over all seeds at once, as the experiment drives it: every function
+    takes and returns values with a leading seed axis."""
+
+    init: Callable  # keys -> RunnerState
+    warmup: Callable  # RunnerState -> RunnerState (random actions)
+    chunk: Callable  # (RunnerState, n_blocks) -> (RunnerState, metrics averaged over the chunk)
+    evaluate: Callable  # (algo states, keys) -> (per-episode returns, won)
+    template: Callable  # keys -> the RunnerState's shapes and dtypes (to load a checkpoint)
+    resumed: Callable  # (RunnerState loaded from a checkpoint, blocks done) -> RunnerState to continue from
+
+
+def over_seeds(f, n_seeds: int, in_axes=0):
+    """vmap ``f`` over a leading seed axis. With one seed, the plain program on the squeezed
+    axis: on CPU, batched matmuls over a size-1 axis cost ~15% of the update rate."""
+    if n_seeds > 1:
+        return jax.vmap(f, in_axes=in_axes)
+
+    def one_seed(*args):
+        axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+        args = [a if ax is None else jax.tree.map(lambda x: x[0], a) for a, ax in zip(args, axes)]
+        return jax.tree.map(lambda x: x[None], f(*args))
+
+    return one_seed
+
+
+def transition(ts: TimeStep, actions, final: TimeStep) -> Transition:
+    """What the replay stores of one step: acting on ``ts`` led to ``final``."""
+    return Transition(
+        obs=ts.obs, state=ts.state, action=actions, action_mask=ts.action_mask, alive=ts.alive,
+        reward=final.reward, terminated=final.terminated.astype(jnp.float32), done=final.done,
+        next_obs=final.obs, next_state=final.state, next_action_mask=final.action_mask, next_alive=final.alive,
+    )
 
 
 class Schedule(NamedTuple):
@@ -65,35 +102,48 @@ class OffPolicyRunner:
         self.replay = NStepReplay(cfg.n_envs, cfg.buffer_size, cfg.n_step, cfg.batch_size, cfg.gamma)
 
     # ------------------------------------------------------------------ pieces
+    def init_learner(self, key, ts: TimeStep):
+        """Algorithm state and an empty replay shaped after the time steps ``ts`` [n_envs, ...]."""
+        one = jax.tree.map(lambda x: x[0], ts)
+        example = transition(one, jnp.zeros(one.action_mask.shape), one)
+        return self.algo.init(key), self.replay.init(example)
+
     def init(self, key) -> RunnerState:
         k_algo, k_env, k_run = jax.random.split(key, 3)
-        algo_state = self.algo.init(k_algo)
         env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.n_envs))
-        one = jax.tree.map(lambda x: x[0], ts)
-        example = Transition(
-            obs=one.obs, state=one.state, action=jnp.zeros(one.action_mask.shape), action_mask=one.action_mask,
-            alive=one.alive, reward=one.reward, terminated=one.terminated.astype(jnp.float32),
-            done=one.done, next_obs=one.obs, next_state=one.state, next_action_mask=one.action_mask, next_alive=one.alive,
+        algo_state, buffer = self.init_learner(k_algo, ts)
+        return RunnerState(algo_state, buffer, env_state, ts, k_run)
+
+    def compile(self, n_seeds: int) -> SeedLoop:
+        """jit the loop over ``n_seeds`` seeds; the runner state is donated so the replay
+        buffers are updated in place."""
+        init = jax.jit(over_seeds(self.init, n_seeds))
+        return SeedLoop(
+            init=init,
+            warmup=jax.jit(over_seeds(self.warmup, n_seeds), donate_argnums=0),
+            chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), static_argnums=1, donate_argnums=0),
+            evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
+            template=lambda keys: jax.eval_shape(init, keys),
+            resumed=lambda rs, blocks_done: rs,
         )
-        return RunnerState(algo_state, self.replay.init(example), env_state, ts, k_run)
+
+    def close(self):
+        """Nothing to release: the environments live inside the compiled program."""
+
+    def act(self, algo_state, ts: TimeStep, key, random: bool):
+        """Actions of all envs: uniformly random (warmup) or sampled from the policy."""
+        if random:
+            return jax.vmap(self.algo.random_actions)(ts.action_mask, jax.random.split(key, self.cfg.n_envs))
+        return self.algo.act(algo_state, ts.obs, ts.action_mask, key)
 
     def _env_step(self, rs: RunnerState, random: bool) -> RunnerState:
         key, k_act, k_env = jax.random.split(rs.key, 3)
-        ts = rs.timestep
-        if random:
-            actions = jax.vmap(self.algo.random_actions)(ts.action_mask, jax.random.split(k_act, self.cfg.n_envs))
-        else:
-            actions = self.algo.act(rs.algo, ts.obs, ts.action_mask, k_act)
-        env_actions = self.algo.env_actions(actions)
+        actions = self.act(rs.algo, rs.timestep, k_act, random)
         env_state, final, next_ts = jax.vmap(step_autoreset, in_axes=(None, 0, 0, 0))(
-            self.env, jax.random.split(k_env, self.cfg.n_envs), rs.env_state, env_actions
+            self.env, jax.random.split(k_env, self.cfg.n_envs), rs.env_state, self.algo.env_actions(actions)
         )
-        tr = Transition(
-            obs=ts.obs, state=ts.state, action=actions, action_mask=ts.action_mask, alive=ts.alive,
-            reward=final.reward, terminated=final.terminated.astype(jnp.float32), done=final.done,
-            next_obs=final.obs, next_state=final.state, next_action_mask=final.action_mask, next_alive=final.alive,
-        )
-        return rs._replace(buffer=self.replay.add(rs.buffer, tr), env_state=env_state, timestep=next_ts, key=key)
+        buffer = self.replay.add(rs.buffer, transition(rs.timestep, actions, final))
+        return rs._replace(buffer=buffer, env_state=env_state, timestep=next_ts, key=key)
 
     def warmup(self, rs: RunnerState) -> RunnerState:
         return jax.lax.scan(lambda r, _: (self._env_step(r, True), None), rs, None, self.schedule.warmup_vector_steps)[0]
@@ -104,10 +154,14 @@ class OffPolicyRunner:
         algo_state, metrics = self.algo.update(rs.algo, batch, k_update)
         return rs._replace(algo=algo_state, key=key), metrics
 
-    def block(self, rs: RunnerState, _):
-        rs = jax.lax.scan(lambda r, _: (self._env_step(r, False), None), rs, None, self.cfg.train_interval)[0]
+    def updates(self, rs: RunnerState):
+        """The block's ``update_per_train * train_interval`` updates; metrics averaged."""
         rs, metrics = jax.lax.scan(self._update, rs, None, self.schedule.updates_per_block)
         return rs, jax.tree.map(lambda m: m.mean(0), metrics)
+
+    def block(self, rs: RunnerState, _):
+        rs = jax.lax.scan(lambda r, _: (self._env_step(r, False), None), rs, None, self.cfg.train_interval)[0]
+        return self.updates(rs)
 
     def chunk(self, rs: RunnerState, n_blocks: int):
         """n_blocks blocks; returns the metrics averaged over the chunk's updates."""

@@ -1,0 +1,148 @@
+"""Host-stepped environments: any PettingZoo parallel env as one Gymnasium env over joint
+spaces, vectorised by Gymnasium's (async) vector env.
+
+:class:`JointEnv` turns a PettingZoo ``ParallelEnv`` into a ``gymnasium.Env`` whose
+
+* observation is a dict holding exactly the per-step fields of our protocol's ``TimeStep``
+  (``obs`` [n, max_obs_dim] zero-padded, ``state``, ``action_mask`` [n, max_action_dim],
+  ``alive`` [n], ``won``), so that Gymnasium's same-step auto-reset hands back the whole
+  final time step of an episode (``info["final_obs"]``), which a truncation bootstraps from;
+* action is the padded joint action: [n, max_action_dim] in [-1, 1] for continuous agents
+  (mapped onto each agent's Box by ``action_map``, see ``core.ACTION_MAPS``), or [n] indices;
+* reward is the team reward, ``terminated``/``truncated`` are the episode's.
+
+Using your own PettingZoo environment takes a few lines::
+
+    from functools import partial
+    from meharl.envs.host import JointEnv
+    make_env = partial(JointEnv, partial(my_module.parallel_env, some_option=1), name="mine/task",
+                       team_reward="sum", state="env")
+
+``JointEnv(...).env_spec`` is the :class:`EnvSpec` the algorithms are built from (``spec``
+is Gymnasium's registry spec), and
+``meharl.runners.host.HostOffPolicyRunner(make_env, algo, cfg)`` trains on it (see
+``meharl.experiment.build``). The env needs a global ``state()`` when ``state="env"``;
+``state="concat_obs"`` concatenates the agents' observations instead. Agents that leave the
+episode early count as dead (alive = 0, zero observation) until it ends. A discrete agent's
+available actions are read from ``info[agent]["action_mask"]`` when the env provides one.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import gymnasium as gym
+import numpy as np
+
+from meharl.envs.core import ACTION_MAPS, AgentSpec, EnvSpec, map_action
+
+TEAM_REWARDS = ("sum", "mean", "first")
+
+
+def require(module: str, extra: str, env: str) -> None:
+    """Fail at once, before anything is built, when an optional extra is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"{env} needs the optional extra {extra!r} ({module} is not installed): "
+                                  f"pip install 'meharl[{extra}]'")
+STATES = ("env", "concat_obs")
+
+
+class JointEnv(gym.Env):
+    def __init__(self, make_parallel_env, name: str, team_reward: str = "sum", state: str = "env",
+                 action_map: str = "box", max_steps: int | None = None):
+        for key, value, choices in (("team_reward", team_reward, TEAM_REWARDS), ("state", state, STATES),
+                                    ("action_map", action_map, ACTION_MAPS)):
+            if value not in choices:
+                raise ValueError(f"invalid {key} {value!r}. Valid choices: {', '.join(choices)}")
+        self.env = make_parallel_env()
+        self.team_reward, self.state_kind, self.action_map = team_reward, state, action_map
+        self.agents = list(self.env.possible_agents)
+        specs = []
+        for a in self.agents:
+            space = self.env.action_space(a)
+            obs_dim = int(np.prod(self.env.observation_space(a).shape))
+            if isinstance(space, gym.spaces.Discrete):
+                specs.append(AgentSpec(obs_dim, int(space.n), True))
+            else:
+                specs.append(AgentSpec(obs_dim, int(np.prod(space.shape)), False, float(np.min(space.low)),
+                                       float(np.max(space.high))))
+        self.env.reset(seed=0)
+        state_dim = (sum(s.obs_dim for s in specs) if state == "concat_obs"
+                     else int(np.prod(np.shape(self.env.state()))))
+        self.env_spec = EnvSpec(name=name, agents=tuple(specs), state_dim=state_dim,
+                            max_steps=int(max_steps or getattr(self.env.unwrapped, "max_cycles", 0) or 1000))
+        self.lows = [np.asarray(self.env.action_space(a).low) if not s.discrete else None for a, s in zip(self.agents, specs)]
+        self.highs = [np.asarray(self.env.action_space(a).high) if not s.discrete else None for a, s in zip(self.agents, specs)]
+        n, O, A = self.env_spec.n_agents, self.env_spec.max_obs_dim, self.env_spec.max_action_dim
+        self.observation_space = gym.spaces.Dict({
+            "obs": gym.spaces.Box(-np.inf, np.inf, (n, O), np.float32),
+            "state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
+            "action_mask": gym.spaces.MultiBinary((n, A)),
+            "alive": gym.spaces.MultiBinary(n),
+            "won": gym.spaces.MultiBinary(1),
+        })
+        if self.env_spec.discrete:
+            self.action_space = gym.spaces.MultiDiscrete([A] * n)
+        else:
+            self.action_space = gym.spaces.Box(-1.0, 1.0, (n, A), np.float32)
+
+    def _joint_obs(self, obs: dict, infos: dict, won: bool = False) -> dict:
+        spec = self.env_spec
+        padded = np.zeros((spec.n_agents, spec.max_obs_dim), np.float32)
+        mask = np.asarray(spec.action_dim_mask, np.int8)
+        alive = np.zeros(spec.n_agents, np.int8)
+        for i, a in enumerate(self.agents):
+            if a in obs:
+                o = np.asarray(obs[a], np.float32).ravel()
+                padded[i, : o.size] = o
+                alive[i] = 1
+            avail = infos.get(a, {}).get("action_mask") if spec.discrete else None
+            if avail is not None:
+                mask[i, : spec.agents[i].action_dim] = np.asarray(avail, np.int8)
+        if self.state_kind == "concat_obs":
+            state = np.concatenate([padded[i, : s.obs_dim] for i, s in enumerate(spec.agents)])
+        else:
+            state = np.asarray(self.env.state(), np.float32).ravel()
+        return {"obs": padded, "state": state.astype(np.float32), "action_mask": mask, "alive": alive,
+                "won": np.array([won], np.int8)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        obs, infos = self.env.reset(seed=seed, options=options)
+        return self._joint_obs(obs, infos), {}
+
+    def env_actions(self, action) -> dict:
+        out = {}
+        for i, (a, s) in enumerate(zip(self.agents, self.env_spec.agents)):
+            if s.discrete:
+                out[a] = int(action[i])
+            else:
+                u = np.asarray(action[i, : s.action_dim], np.float32)
+                out[a] = map_action(u, self.lows[i], self.highs[i], self.action_map, xp=np).astype(np.float32)
+        return out
+
+    def step(self, action):
+        acts = {a: v for a, v in self.env_actions(action).items() if a in self.env.agents}
+        obs, rewards, terms, truncs, infos = self.env.step(acts)
+        r = [float(rewards[a]) for a in self.agents if a in rewards]
+        reward = {"sum": sum(r), "mean": float(np.mean(r)) if r else 0.0, "first": r[0] if r else 0.0}[self.team_reward]
+        # the episode is over when PettingZoo has removed every agent; a time limit reached by
+        # any agent still running makes it a truncation (bootstrap), else a termination
+        ended = not self.env.agents
+        truncated = ended and any(bool(truncs[a]) and not bool(terms.get(a)) for a in truncs)
+        terminated = ended and not truncated
+        won = any(bool(infos.get(a, {}).get("won", False)) for a in self.agents)
+        return self._joint_obs(obs, infos, won), reward, terminated, truncated, {}
+
+    def close(self):
+        self.env.close()
+
+
+def vector_env(make_env, n: int, kind: str):
+    """``n`` copies of ``make_env()`` stepped together, auto-resetting in the same step (the
+    final observation is kept in ``info["final_obs"]``). ``kind``: ``async`` (one worker
+    process per env, started with ``spawn``: forking a process that runs JAX can deadlock)
+    or ``sync`` (in this process; cheaper for very cheap envs)."""
+    mode = gym.vector.AutoresetMode.SAME_STEP
+    if kind == "async":
+        return gym.vector.AsyncVectorEnv([make_env] * n, context="spawn", autoreset_mode=mode)
+    return gym.vector.SyncVectorEnv([make_env] * n, autoreset_mode=mode)

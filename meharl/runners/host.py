@@ -1,0 +1,174 @@
+"""The off-policy loop of ``offpolicy.py`` with the environments stepped on the host.
+
+Same schedule, replay, transitions and update as the compiled runner; only the env steps
+differ: one Gymnasium vector env (``envs/host.py``) holds ``n_envs`` envs for each seed, and
+every vector step is a jitted act over all seeds, one host step of all envs, and a jitted
+replay insert (donated, in place). A block's updates are one jitted scan, vmapped over seeds.
+
+Evaluation uses a second vector env of the same size: env j of a seed plays its share of the
+``eval_episodes`` episodes with the deterministic policy, one after another.
+
+Checkpoints hold the learner, replay and key exactly; the host envs cannot be saved, so a
+resumed run restarts the episodes that were in progress (reset with seeds derived from the
+run's seeds and its progress).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from meharl.config import Config
+from meharl.envs.core import TimeStep
+from meharl.envs.host import vector_env
+from meharl.runners.offpolicy import OffPolicyRunner, RunnerState, SeedLoop, over_seeds, transition
+
+
+class HostOffPolicyRunner(OffPolicyRunner):
+    def __init__(self, make_env, algo, cfg: Config):
+        super().__init__(None, algo, cfg)
+        self.make_env = make_env
+        probe = make_env()
+        self.spec = probe.env_spec
+        probe.close()
+        self.n_seeds = len(cfg.seeds)
+        self._vec = {}
+
+    # ------------------------------------------------------------------ host envs
+    def vec(self, which: str):
+        """The training or evaluation vector env, started on first use."""
+        if which not in self._vec:
+            self._vec[which] = vector_env(self.make_env, self.n_seeds * self.cfg.n_envs, self.cfg.vector_env)
+        return self._vec[which]
+
+    def close(self):
+        for v in self._vec.values():
+            v.close()
+        self._vec = {}
+
+    def _timestep(self, obs: dict, reward=None, terminated=None, truncated=None) -> TimeStep:
+        """Vector-env arrays [n_seeds * n_envs, ...] -> a TimeStep [n_seeds, n_envs, ...] (numpy)."""
+        total = self.n_seeds * self.cfg.n_envs
+        zeros = np.zeros(total, bool)
+        ts = TimeStep(
+            obs=obs["obs"], state=obs["state"],
+            reward=np.zeros(total, np.float32) if reward is None else np.asarray(reward, np.float32),
+            terminated=zeros if terminated is None else np.asarray(terminated, bool),
+            truncated=zeros if truncated is None else np.asarray(truncated, bool),
+            action_mask=obs["action_mask"].astype(bool), alive=obs["alive"].astype(bool), won=obs["won"][:, 0].astype(bool),
+        )
+        return jax.tree.map(lambda x: x.reshape(self.n_seeds, self.cfg.n_envs, *x.shape[1:]), ts)
+
+    def _reset(self, which: str, seed_keys) -> TimeStep:
+        """Reset every env of a vector env; env j of seed s is seeded from s's key."""
+        seeds = np.asarray(jax.vmap(lambda k: jax.random.randint(k, (self.cfg.n_envs,), 0, 2**31 - 1))(seed_keys))
+        obs, _ = self.vec(which).reset(seed=[int(x) for x in seeds.reshape(-1)])
+        return self._timestep(obs)
+
+    def _host_step(self, which: str, env_actions):
+        """One step of all envs. Returns (final, next): the time step each action led to and the
+        one to act on next (a fresh episode's first where an episode ended)."""
+        a = np.asarray(env_actions)
+        obs, reward, terminated, truncated, info = self.vec(which).step(a.reshape(-1, *a.shape[2:]))
+        final_obs = obs
+        if "_final_obs" in info:  # same-step auto-reset: the ended episodes' last observations
+            final_obs = {k: v.copy() for k, v in obs.items()}
+            for i in np.flatnonzero(info["_final_obs"]):
+                for k in final_obs:
+                    final_obs[k][i] = info["final_obs"][i][k]
+        return self._timestep(final_obs, reward, terminated, truncated), self._timestep(obs)
+
+    # ------------------------------------------------------------------ jitted pieces
+    def compile(self, n_seeds: int) -> SeedLoop:
+        assert n_seeds == self.n_seeds
+
+        def act(algo_state, ts, key, random: bool):
+            key, k_act = jax.random.split(key)
+            actions = self.act(algo_state, ts, k_act, random)
+            return actions, self.algo.env_actions(actions), key
+
+        def insert(buffer, ts, actions, final):
+            return self.replay.add(buffer, transition(ts, actions, final))
+
+        def act_deterministic(algo_state, ts, key):
+            return self.algo.env_actions(self.algo.act(algo_state, ts.obs, ts.action_mask, key, deterministic=True))
+
+        def init_learner(key, ts):
+            k_algo, k_env, k_run = jax.random.split(key, 3)
+            return (*self.init_learner(k_algo, ts), k_env, k_run)
+
+        self._act = {random: jax.jit(over_seeds(partial(act, random=random), n_seeds)) for random in (False, True)}
+        self._insert = jax.jit(over_seeds(insert, n_seeds), donate_argnums=0)
+        self._act_deterministic = jax.jit(over_seeds(act_deterministic, n_seeds))
+        self._init_learner = jax.jit(over_seeds(init_learner, n_seeds))
+        self._updates = jax.jit(over_seeds(self.updates, n_seeds), donate_argnums=0)
+
+        def template(keys):
+            ts = jax.eval_shape(lambda: self._example_timestep())
+            algo, buffer, _, key = jax.eval_shape(self._init_learner, keys, ts)
+            return RunnerState(algo, buffer, (), ts, key)
+
+        return SeedLoop(init=self._init, warmup=self._warmup, chunk=self._chunk, evaluate=self._evaluate,
+                        template=template, resumed=self._resumed)
+
+    def _example_timestep(self) -> TimeStep:
+        spec, shape = self.spec, (self.n_seeds, self.cfg.n_envs)
+        f32, b = jnp.float32, bool
+        return TimeStep(
+            obs=jnp.zeros((*shape, spec.n_agents, spec.max_obs_dim), f32), state=jnp.zeros((*shape, spec.state_dim), f32),
+            reward=jnp.zeros(shape, f32), terminated=jnp.zeros(shape, b), truncated=jnp.zeros(shape, b),
+            action_mask=jnp.zeros((*shape, spec.n_agents, spec.max_action_dim), b),
+            alive=jnp.zeros((*shape, spec.n_agents), b), won=jnp.zeros(shape, b),
+        )
+
+    # ------------------------------------------------------------------ the loop (all seeds)
+    def _init(self, keys) -> RunnerState:
+        algo, buffer, k_env, key = self._init_learner(keys, self._example_timestep())
+        return RunnerState(algo, buffer, (), self._reset("train", k_env), key)
+
+    def _resumed(self, rs: RunnerState, blocks_done: int) -> RunnerState:
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, blocks_done))(rs.key)
+        return rs._replace(timestep=self._reset("train", keys))
+
+    def _env_steps(self, rs: RunnerState, n: int, random: bool) -> RunnerState:
+        ts, key, buffer = rs.timestep, rs.key, rs.buffer
+        for _ in range(n):
+            actions, env_actions, key = self._act[random](rs.algo, ts, key)
+            final, next_ts = self._host_step("train", env_actions)
+            buffer = self._insert(buffer, ts, actions, final)
+            ts = next_ts
+        return rs._replace(buffer=buffer, timestep=ts, key=key)
+
+    def _warmup(self, rs: RunnerState) -> RunnerState:
+        return self._env_steps(rs, self.schedule.warmup_vector_steps, True)
+
+    def _chunk(self, rs: RunnerState, n_blocks: int):
+        metrics = []
+        for _ in range(n_blocks):
+            rs = self._env_steps(rs, self.cfg.train_interval, False)
+            rs, m = self._updates(rs)
+            metrics.append(m)
+        return rs, jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *metrics)
+
+    def _evaluate(self, algo_state, keys):
+        """``eval_episodes`` complete episodes per seed with the deterministic policy; env j of
+        a seed plays episodes j, j + n_envs, ... Returns per-episode (team return, won)."""
+        E, n_ep = self.cfg.n_envs, self.cfg.eval_episodes
+        quota = np.array([len(range(j, n_ep, E)) for j in range(E)])[None].repeat(self.n_seeds, 0)  # [S, E]
+        returns = np.zeros((self.n_seeds, n_ep), np.float32)
+        won = np.zeros((self.n_seeds, n_ep), bool)
+        done_eps = np.zeros_like(quota)
+        running = np.zeros((self.n_seeds, E), np.float32)
+        ts = self._reset("eval", keys)
+        while np.any(done_eps < quota):
+            keys, k_act = jax.vmap(jax.random.split, out_axes=1)(keys)
+            final, ts = self._host_step("eval", self._act_deterministic(algo_state, ts, k_act))
+            running += final.reward
+            for s, j in zip(*np.nonzero(final.done & (done_eps < quota))):
+                episode = j + E * done_eps[s, j]
+                returns[s, episode], won[s, episode] = running[s, j], bool(final.won[s, j])
+                done_eps[s, j] += 1
+            running[final.done] = 0.0
+        return returns, won

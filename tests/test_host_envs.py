@@ -1,0 +1,162 @@
+"""Host-stepped environments: the joint-space Gymnasium wrapper over PettingZoo (mpe2, Multi-
+Agent MuJoCo), their conventions, the vector env's same-step auto-reset, and the real-SMAC
+adapter's error without StarCraft II."""
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from meharl.envs import ENV_NAMES, MAMUJOCO_TASKS, is_host, make
+
+pytest.importorskip("mpe2", reason="mpe2 is a test extra: pip install -e .[test]")
+pytest.importorskip("gymnasium_robotics", reason="Multi-Agent MuJoCo is a test extra: pip install -e .[test]")
+
+PZ_MPE = [n for n in ENV_NAMES if n.startswith("pz_mpe/")]
+# built in by gymnasium-robotics, and each of the partitions we build (envs/mamujoco.py)
+MAMUJOCO = ["mamujoco/HalfCheetah-2x3", "mamujoco/HalfCheetah-3x2", "mamujoco/Ant-8x1", "mamujoco/Walker2d-6x1",
+            "mamujoco/Humanoid-17x1", "mamujoco/HumanoidStandup-17x1", "mamujoco/Hopper-3x1",
+            "mamujoco/ManySegmentSwimmer-10x2"]
+
+
+def _random_joint_action(env, rng):
+    spec = env.env_spec
+    if spec.discrete:
+        return np.array([rng.integers(a.action_dim) for a in spec.agents])
+    return (rng.uniform(-1, 1, (spec.n_agents, spec.max_action_dim)) * spec.action_dim_mask).astype(np.float32)
+
+
+def _check_joint_obs(env, obs):
+    spec = env.env_spec
+    assert env.observation_space.contains(obs)
+    # padding: entries beyond an agent's observation are exactly zero
+    assert np.all(obs["obs"][spec.obs_mask == 0] == 0)
+    assert np.all(obs["action_mask"][spec.action_dim_mask == 0] == 0)
+
+
+@pytest.mark.parametrize("name", PZ_MPE + MAMUJOCO)
+def test_joint_env_protocol(name):
+    env = make(name)()
+    spec = env.env_spec
+    assert is_host(name) and spec.name == name
+    obs, _ = env.reset(seed=0)
+    _check_joint_obs(env, obs)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        obs, reward, terminated, truncated, _ = env.step(_random_joint_action(env, rng))
+        _check_joint_obs(env, obs)
+        assert np.isfinite(reward) and not (terminated and truncated)
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+
+
+@pytest.mark.parametrize("name", ["pz_mpe/simple_speaker_listener", "mamujoco/HalfCheetah-3x2", "mamujoco/Humanoid-17x1"])
+def test_wrapped_pettingzoo_env_passes_parallel_api_test(name):
+    from pettingzoo.test import parallel_api_test
+
+    parallel_api_test(make(name)().env, num_cycles=50)
+
+
+def test_gymnasium_env_checker_accepts_the_joint_env():
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(make("mamujoco/HalfCheetah-2x3")(), skip_render_check=True)
+
+
+def test_pz_mpe_episode_is_25_steps_ending_in_truncation():
+    env = make("pz_mpe/simple_spread")()
+    env.reset(seed=0)
+    for t in range(1, 26):
+        obs, _, terminated, truncated, _ = env.step(np.zeros((3, 5), np.float32))
+        assert truncated == (t == 25) and not terminated
+    # global state = concatenation of the agents' observations
+    np.testing.assert_array_equal(obs["state"], obs["obs"].reshape(-1))
+
+
+def test_mamujoco_time_limit_is_a_truncation():
+    env = make("mamujoco/HalfCheetah-2x3")()  # the cheetah cannot fall: every episode lasts 1000 steps
+    env.reset(seed=0)
+    for t in range(1, 1001):
+        _, _, terminated, truncated, _ = env.step(np.zeros((2, 3), np.float32))
+        assert truncated == (t == 1000) and not terminated
+
+
+def test_mamujoco_fall_is_a_termination():
+    env = make("mamujoco/Hopper-3x1")()
+    env.reset(seed=0)
+    for t in range(1, 1001):
+        _, _, terminated, truncated, _ = env.step(np.ones((3, 1), np.float32))  # full torque: it falls
+        if terminated or truncated:
+            break
+    assert terminated and not truncated and t < 1000, t
+
+
+def test_mamujoco_team_reward_state_and_action_scaling():
+    env = make("mamujoco/Humanoid-9|8")()
+    obs, _ = env.reset(seed=0)
+    pz = env.env
+    # global state = the single-agent MuJoCo observation
+    np.testing.assert_array_equal(obs["state"], np.asarray(pz.state(), np.float32))
+    # [-1, 1] is scaled onto Humanoid's Box(-0.4, 0.4) per joint
+    a = np.zeros((2, 9), np.float32)
+    a[0, 0], a[1, 0] = 1.0, -0.5
+    acts = env.env_actions(a)
+    assert acts["agent_0"][0] == pytest.approx(0.4) and acts["agent_1"][0] == pytest.approx(-0.2)
+    assert acts["agent_1"].shape == (8,)
+    # every agent gets the robot's reward; the team reward is that reward, not a sum
+    pz_env = make("mamujoco/Humanoid-9|8")().env
+    pz_env.reset(seed=0)
+    _, rewards, _, _, _ = pz_env.step(acts)
+    _, team, _, _, _ = env.step(a)
+    assert len(set(rewards.values())) == 1 and team == pytest.approx(next(iter(rewards.values())))
+
+
+def test_mamujoco_obsk_widens_the_local_observation():
+    local = make("mamujoco/HalfCheetah-6x1", obsk=0)().env_spec
+    wider = make("mamujoco/HalfCheetah-6x1", obsk=1)().env_spec
+    assert all(a.obs_dim < b.obs_dim for a, b in zip(local.agents, wider.agents))
+
+
+def test_all_mamujoco_tasks_build():
+    for task in MAMUJOCO_TASKS:
+        spec = make(f"mamujoco/{task}")().env_spec
+        expected = 2 if task == "Humanoid-9|8" else int(task.split("-")[1].split("x")[0])
+        assert spec.n_agents == expected
+        assert not spec.discrete and spec.max_steps == 1000
+
+
+def test_vector_env_keeps_the_final_observation_of_a_truncated_episode():
+    from meharl.envs.host import vector_env
+
+    make_env = make("pz_mpe/simple_spread")
+    vec = vector_env(make_env, 2, "sync")
+    twin = make_env()  # the same env stepped by hand
+    vec.reset(seed=[7, 8])
+    twin.reset(seed=7)
+    a = np.full((2, 3, 5), 0.3, np.float32)
+    for t in range(25):
+        obs, _, _, truncated, info = vec.step(a)
+        twin_obs, *_ = twin.step(a[0])
+    assert truncated.all()
+    np.testing.assert_array_equal(info["final_obs"][0]["obs"], twin_obs["obs"])
+    assert not np.array_equal(obs["obs"][0], twin_obs["obs"])  # the next episode's first observation
+
+
+def test_real_smac_without_starcraft_names_what_is_missing():
+    with pytest.raises((ModuleNotFoundError, FileNotFoundError), match="StarCraft II"):
+        make("smac/3m")
+
+
+def test_missing_extra_is_named(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m == "gymnasium_robotics" else real(m, *a))
+    with pytest.raises(ModuleNotFoundError, match=r"meharl\[mamujoco\]"):
+        make("mamujoco/Ant-4x2")
+
+
+def test_action_spaces():
+    env = make("pz_mpe/simple_speaker_listener_discrete")()
+    assert isinstance(env.action_space, gym.spaces.MultiDiscrete) and env.env_spec.discrete
+    env = make("pz_mpe/simple_speaker_listener")()
+    assert env.action_space.shape == (2, 5) and [a.action_dim for a in env.env_spec.agents] == [3, 5]
