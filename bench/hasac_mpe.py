@@ -4,7 +4,8 @@ Reports, as JSON (stdout and --out):
   env_steps_per_s      env steps / training wall time (compilation excluded, see below)
   updates_per_s        gradient updates / training wall time, end to end
   learner_updates_per_s  a jitted scan of updates alone on the same state (the learner limit)
-  ref_updates_per_s    ../shared/bench/ref_hasac_update.py, run in the same process tree
+  ref_updates_per_s    ../shared/bench/ref_hasac_update.py's update, timed in this process in
+                       rounds alternating with ours (learner_updates_per_s)
   overhead_fraction    1 - (updates / learner_updates_per_s) / training wall: the share of wall
                        time that is not gradient updates (env stepping, inserts, evaluation, logging)
   eval_return          final deterministic eval return per seed and mean (40 episodes)
@@ -19,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -46,29 +45,32 @@ def timed_run(overrides, run_dir):
     return exp, rows, dict(total_s=total, steady_s=steady_s, steady_blocks=steady_blocks)
 
 
-def learner_rate(exp, repeats=5, k=50):
-    """Updates/s of the compiled update alone, on the trained state (all seeds vmapped)."""
+def learner_and_ref_rates(exp, rounds=8, k=50):
+    """Updates/s of our compiled update loop (replay sampling included, on the trained state,
+    in place as in training) and of the reference update (../shared/bench/ref_hasac_update.py,
+    its update function run in this process), timed in alternating rounds so that both see
+    the same machine; medians over the rounds."""
     r = exp.runner
-    rs = exp.state
 
     def many(rs):
         return jax.lax.scan(r._update, rs, None, k)[0]
 
-    f = jax.jit(over_seeds(many, len(exp.cfg.seeds)))
-    rs = f(rs)
-    jax.block_until_ready(rs)
-    times = []
-    for _ in range(repeats):
+    ours = jax.jit(over_seeds(many, len(exp.cfg.seeds)), donate_argnums=0)
+    ref = {}
+    exec(compile(REF.read_text().split("K = 50")[0], str(REF), "exec"), ref)  # its setup, not its timing
+    ref_many = jax.jit(lambda st, key: jax.lax.scan(lambda s, kk: (ref["update"](s, kk), None), st,
+                                                    jax.random.split(key, k))[0])
+    rs, st = ours(exp.state), ref_many(ref["state"], jax.random.PRNGKey(0))
+    jax.block_until_ready((rs, st))
+    times = {"ours": [], "ref": []}
+    for i in range(rounds):
         t = time.perf_counter()
-        rs = f(rs)
-        jax.block_until_ready(rs)
-        times.append(time.perf_counter() - t)
-    return k / statistics.median(times)
-
-
-def ref_rate():
-    out = subprocess.run([sys.executable, str(REF)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["ref_updates_per_s"]
+        rs = jax.block_until_ready(ours(rs))
+        times["ours"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        st = jax.block_until_ready(ref_many(st, jax.random.PRNGKey(i)))
+        times["ref"].append(time.perf_counter() - t)
+    return k / statistics.median(times["ours"]), k / statistics.median(times["ref"])
 
 
 def main():
@@ -90,8 +92,7 @@ def main():
     sch, n_seeds = exp.schedule, len(exp.cfg.seeds)
     updates = t["steady_blocks"] * sch.updates_per_block  # per seed
     env_steps = t["steady_blocks"] * sch.block_env_steps * n_seeds
-    learner = learner_rate(exp)
-    ref = ref_rate()
+    learner, ref = learner_and_ref_rates(exp)
     final = {r["seed"]: r["eval_return_mean"] for r in rows if r["env_steps"] == rows[-1]["env_steps"]}
     result.update(
         timing=t,
@@ -100,6 +101,7 @@ def main():
         learner_updates_per_s=learner * n_seeds,
         ref_updates_per_s=ref,
         updates_vs_ref=updates * n_seeds / t["steady_s"] / ref,
+        learner_vs_ref=learner * n_seeds / ref,
         overhead_fraction=1 - (updates / learner) / t["steady_s"],
         eval_return={"per_seed": final, "mean": float(np.mean(list(final.values())))},
         curve=[{k: r[k] for k in ("seed", "env_steps", "eval_return_mean")} for r in rows],
