@@ -89,3 +89,24 @@ def test_smax_smoke_reports_win_rate(tmp_path):
     _finite_rows(rows)
     assert all(0.0 <= r["eval_win_rate"] <= 1.0 for r in rows)
     assert cfg.critic_loss == "huber" and cfg.value_norm  # the SMAC preset
+
+
+def test_a_registered_pettingzoo_env_trains_by_name(tmp_path):
+    # the README's recipe for your own PettingZoo env: simple_spread with 2 agents
+    from functools import partial
+
+    from mpe2 import simple_spread_v3
+
+    from meharl.envs import register
+    from meharl.envs.host import JointEnv
+    from meharl.experiment import train
+
+    register("mine/spread2", partial(JointEnv, partial(simple_spread_v3.parallel_env, N=2, max_cycles=10,
+                                                       continuous_actions=False), "mine/spread2",
+                                     team_reward="sum", state="env"))
+    exp = train({**TINY, "env": "mine/spread2", "seeds": "0", "vector_env": "sync", "total_steps": 200},
+                run_dir=tmp_path / "run", quiet=True)
+    assert exp.runner.spec.n_agents == 2 and exp.runner.spec.discrete
+    _finite_rows(exp.rows)
+    with pytest.raises(ValueError, match="unknown env 'mine/spread3'.*mine/spread2"):
+        train({"env": "mine/spread3"})

@@ -43,29 +43,44 @@ def _registry():
 
 
 ENVS = _registry()
-ENV_NAMES = tuple(sorted(ENVS))
+ENV_NAMES = tuple(sorted(ENVS))  # the built-in ones
+_REGISTERED: dict = {}  # name -> factory of one host-stepped env, see register()
 
 
 def check_env_name(name: str) -> None:
-    if name not in ENVS:
-        close = difflib.get_close_matches(name, ENV_NAMES, n=3)
+    if name not in ENVS and name not in _REGISTERED:
+        names = sorted([*ENV_NAMES, *_REGISTERED])
+        close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown env {name!r}.{hint} Valid choices: {', '.join(ENV_NAMES)}")
+        raise ValueError(f"unknown env {name!r}.{hint} Valid choices: {', '.join(names)}")
+
+
+def register(name: str, make_env) -> None:
+    """Make your own host-stepped environment trainable by name (``train({"env": name})``).
+    ``make_env()`` returns one :class:`meharl.envs.host.JointEnv` (or any Gymnasium env with the
+    same joint spaces and an ``env_spec``); it must be picklable (a module-level function or a
+    ``functools.partial`` of one) for ``vector_env=async``. Presets apply by name pattern."""
+    if name.count("/") != 1 or name in ENVS:
+        raise ValueError(f"invalid env name {name!r}: use a new 'family/task' name")
+    _REGISTERED[name] = make_env
 
 
 def is_host(name: str) -> bool:
     """Stepped on the host (Gymnasium vector env), not inside the compiled runner."""
-    return name.split("/", 1)[0] in HOST_FAMILIES
+    return name in _REGISTERED or name.split("/", 1)[0] in HOST_FAMILIES
 
 
 def make(name: str, **options):
-    """``options``: environment options, e.g. ``action_map`` of continuous MPE."""
+    """``options``: environment options, e.g. ``action_map`` of continuous MPE. For
+    host-stepped environments, returns a picklable factory of one env."""
     check_env_name(name)
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     module, factory, kwargs = ENVS[name]
     return getattr(importlib.import_module(f"meharl.envs.{module}"), factory)(**kwargs, **options)
 
 
 __all__ = [
-    "AgentSpec", "EnvSpec", "TimeStep", "step_autoreset", "make", "ENV_NAMES", "check_env_name", "is_host",
+    "AgentSpec", "EnvSpec", "TimeStep", "step_autoreset", "make", "register", "ENV_NAMES", "check_env_name", "is_host",
     "HASAC_INITIAL_POLICY", "PAYOFFS",
 ]
