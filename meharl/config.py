@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass
 
 from meharl.envs import ENV_NAMES, check_env_name
-from meharl.envs.core import ACTION_MAPS
+from meharl.envs.spec import ACTION_MAPS
 
 ALGOS = ("hasac",)
 CRITIC_LOSSES = ("mse", "huber")

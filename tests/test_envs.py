@@ -148,3 +148,9 @@ def test_smax_wipe_out_is_a_termination_and_dead_agents_can_only_stop():
         assert mask[i].tolist() == [False] * 4 + [True] + [False] * (mask.shape[1] - 5)
     # a battle ending with no ally alive is never won
     assert bool(ts.won) == bool(np.asarray(ts.alive).any())
+
+
+def test_registry_lists_every_matrix_game():
+    from meharl.envs import MATRIX_GAMES
+
+    assert sorted(MATRIX_GAMES) == sorted(PAYOFFS)

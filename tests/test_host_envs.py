@@ -160,3 +160,16 @@ def test_action_spaces():
     assert isinstance(env.action_space, gym.spaces.MultiDiscrete) and env.env_spec.discrete
     env = make("pz_mpe/simple_speaker_listener")()
     assert env.action_space.shape == (2, 5) and [a.action_dim for a in env.env_spec.agents] == [3, 5]
+
+
+def test_worker_processes_do_not_import_jax():
+    # what a spawned worker imports to build its env: the adapters and the pickled factory
+    import subprocess
+    import sys
+
+    code = ("import pickle, sys; from meharl.envs import make; "
+            "f = pickle.loads(pickle.dumps(make('mamujoco/Hopper-3x1'))); f(); "
+            "f = pickle.loads(pickle.dumps(make('pz_mpe/simple_spread'))); f(); "
+            "print(sorted(m for m in ('jax', 'jaxmarl', 'flax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

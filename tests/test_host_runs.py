@@ -39,23 +39,10 @@ def test_pz_mpe_evaluates_the_same_policy_like_the_jax_mpe():
     assert -120 < pz_r.mean() < -30  # the scale of simple_spread returns (README)
 
 
-def test_host_run_trains_writes_outputs_and_resumes(tmp_path, monkeypatch):
+def test_host_run_trains_writes_outputs_and_resumes(tmp_path, interrupt_after_second_checkpoint):
     cfg = resolve({**TINY, "env": "pz_mpe/simple_speaker_listener", "seeds": "0,1", "vector_env": "sync"})
-    calls = {"n": 0}
-    original = Experiment.save_checkpoint
-
-    def interrupting(self, rs, progress):
-        original(self, rs, progress)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            self.saved_state = rs
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Experiment, "save_checkpoint", interrupting)
     first = Experiment(cfg, tmp_path / "run", quiet=True)
-    with pytest.raises(KeyboardInterrupt):
-        first.run()
-    monkeypatch.setattr(Experiment, "save_checkpoint", original)
+    interrupt_after_second_checkpoint(first)
     exp = Experiment(cfg, tmp_path / "run", quiet=True)
     loaded, progress = exp.load_checkpoint()
     # the learner, replay and keys come back exactly; the host envs restart their episodes

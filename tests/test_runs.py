@@ -50,22 +50,10 @@ def test_cli_prints_run_dir_last_and_writes_outputs(cli_run):
     assert len(seeds["seed_0"]["step_1"]["return"]) == 4 and "absolute_metrics" in seeds["seed_0"]
 
 
-def test_resume_after_interrupt_gives_the_same_numbers(cli_run, tmp_path, monkeypatch):
+def test_resume_after_interrupt_gives_the_same_numbers(cli_run, tmp_path, interrupt_after_second_checkpoint):
     full_dir, _ = cli_run
     cfg = resolve(TINY)
-    calls = {"n": 0}
-    original = Experiment.save_checkpoint
-
-    def interrupting(self, rs, progress):
-        original(self, rs, progress)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Experiment, "save_checkpoint", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        Experiment(cfg, tmp_path / "run", quiet=True).run()
-    monkeypatch.setattr(Experiment, "save_checkpoint", original)
+    interrupt_after_second_checkpoint(Experiment(cfg, tmp_path / "run", quiet=True))
     assert len({r["env_steps"] for r in _read(tmp_path / "run")}) == 3  # stopped after two of four chunks
     Experiment(cfg, tmp_path / "run", quiet=True).run()
     resumed, full = _read(tmp_path / "run"), _read(full_dir)

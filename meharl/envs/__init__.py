@@ -4,16 +4,17 @@ JAX-native environments (``matrix``, ``mpe``, ``smax``) implement the functional
 ``core.py`` and run inside the compiled runner. Host-stepped environments (``mamujoco``,
 ``pz_mpe``, ``smac``: :func:`is_host`) are Gymnasium envs over joint spaces (``host.py``)
 stepped in worker processes; for them ``make`` returns a picklable factory of one env. Families are imported on first use, so that the registry (used by config
-validation before anything is built) needs none of the optional packages.
+validation before anything is built) needs none of the optional packages, and the worker
+processes of host-stepped environments never import JAX.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
 
-from meharl.envs.core import AgentSpec, EnvSpec, TimeStep, step_autoreset
-from meharl.envs.matrix import HASAC_INITIAL_POLICY, PAYOFFS
+from meharl.envs.spec import AgentSpec, EnvSpec
 
+MATRIX_GAMES = ("hasac_3x3", "harl_example1", "soft_qmix_3x3", "climbing", "penalty")  # matrix.PAYOFFS
 MPE_TASKS = ("simple_spread", "simple_reference", "simple_speaker_listener")
 SMAX_MAPS = ("3m", "2s3z", "25m", "3s5z", "8m", "5m_vs_6m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z",
              "3s_vs_5z", "6h_vs_8z", "smacv2_5_units", "smacv2_10_units", "smacv2_20_units")
@@ -27,7 +28,7 @@ HOST_FAMILIES = ("mamujoco", "pz_mpe", "smac")
 
 def _registry():
     """name -> (module, factory name, keyword arguments)."""
-    reg = {f"matrix/{name}": ("matrix", "MatrixGame", {"name": name}) for name in PAYOFFS}
+    reg = {f"matrix/{name}": ("matrix", "MatrixGame", {"name": name}) for name in MATRIX_GAMES}
     reg["matrix/differentiable"] = ("matrix", "DifferentiableGame", {})
     for task in MPE_TASKS:
         for family, module, factory in (("mpe", "mpe", "MPE"), ("pz_mpe", "pettingzoo", "mpe2_env")):
@@ -78,6 +79,15 @@ def make(name: str, **options):
         return _REGISTERED[name]
     module, factory, kwargs = ENVS[name]
     return getattr(importlib.import_module(f"meharl.envs.{module}"), factory)(**kwargs, **options)
+
+
+def __getattr__(name):
+    """The JAX parts, imported on first use (host envs' worker processes import this package)."""
+    if name in ("TimeStep", "step_autoreset"):
+        return getattr(importlib.import_module("meharl.envs.core"), name)
+    if name in ("PAYOFFS", "HASAC_INITIAL_POLICY"):
+        return getattr(importlib.import_module("meharl.envs.matrix"), name)
+    raise AttributeError(f"module 'meharl.envs' has no attribute {name!r}")
 
 
 __all__ = [

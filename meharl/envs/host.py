@@ -33,7 +33,7 @@ import importlib.util
 import gymnasium as gym
 import numpy as np
 
-from meharl.envs.core import ACTION_MAPS, AgentSpec, EnvSpec, map_action
+from meharl.envs.spec import ACTION_MAPS, AgentSpec, EnvSpec, map_action
 
 TEAM_REWARDS = ("sum", "mean", "first")
 
@@ -117,7 +117,7 @@ class JointEnv(gym.Env):
                 out[a] = int(action[i])
             else:
                 u = np.asarray(action[i, : s.action_dim], np.float32)
-                out[a] = map_action(u, self.lows[i], self.highs[i], self.action_map, xp=np).astype(np.float32)
+                out[a] = map_action(u, self.lows[i], self.highs[i], self.action_map).astype(np.float32)
         return out
 
     def step(self, action):

@@ -74,7 +74,7 @@ class MPE:
         out = {}
         for i, (name, a) in enumerate(zip(self.env.agents, self.spec.agents)):
             if self.continuous:
-                out[name] = map_action(actions[i, : a.action_dim], a.low, a.high, self.action_map)
+                out[name] = map_action(actions[i, : a.action_dim], a.low, a.high, self.action_map, xp=jnp)
             else:
                 out[name] = actions[i]
         return out

@@ -16,7 +16,7 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 
-from meharl.envs.core import AgentSpec, EnvSpec
+from meharl.envs.spec import AgentSpec, EnvSpec
 
 def check_starcraft(package: str = "smac") -> None:
     """Raise a clear error when the SMAC package or the StarCraft II game is missing."""

@@ -166,9 +166,10 @@ class HostOffPolicyRunner(OffPolicyRunner):
             keys, k_act = jax.vmap(jax.random.split, out_axes=1)(keys)
             final, ts = self._host_step("eval", self._act_deterministic(algo_state, ts, k_act))
             running += final.reward
-            for s, j in zip(*np.nonzero(final.done & (done_eps < quota))):
+            ended = final.terminated | final.truncated
+            for s, j in zip(*np.nonzero(ended & (done_eps < quota))):
                 episode = j + E * done_eps[s, j]
-                returns[s, episode], won[s, episode] = running[s, j], bool(final.won[s, j])
+                returns[s, episode], won[s, episode] = running[s, j], final.won[s, j]
                 done_eps[s, j] += 1
-            running[final.done] = 0.0
+            running[ended] = 0.0
         return returns, won
