@@ -115,6 +115,9 @@ PRESETS: list[tuple[str, str, dict]] = [
                              n_step=20, actor_lr=3e-4, critic_lr=5e-4, feature_norm=True,
                              discrete_target_entropy_ratio=0.0, eval_interval=10_000, eval_episodes=32,
                              checkpoint_every=10)),
+    # Football: no tuned HASAC file exists; the defaults with the reference's feature
+    # normalisation for discrete actors.
+    ("hasac", "football/*", dict(feature_norm=True, eval_episodes=20)),
     # PettingZoo's MPE: the same tuned values as the JAX MPE (first two entries).
     ("hasac", "pz_mpe/*", dict(checkpoint_every=4)),
     ("hasac", "pz_mpe/*_discrete", dict(feature_norm=True)),

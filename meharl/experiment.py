@@ -41,13 +41,9 @@ class NaNError(RuntimeError):
 def build(cfg: Config):
     """The environment (for host-stepped ones: the factory of one env) and the runner."""
     env = make(cfg.env, **env_options(cfg))
-    if is_host(cfg.env):
-        runner = HostOffPolicyRunner(env, None, cfg)
-        spec = runner.spec
-    else:
-        runner, spec = OffPolicyRunner(env, None, cfg), env.spec
+    runner = (HostOffPolicyRunner if is_host(cfg.env) else OffPolicyRunner)(env, None, cfg)
     total_updates = runner.schedule.blocks * runner.schedule.updates_per_block
-    runner.algo = ALGORITHMS[cfg.algo](spec, cfg, total_updates)
+    runner.algo = ALGORITHMS[cfg.algo](runner.spec, cfg, total_updates)
     return env, runner
 
 

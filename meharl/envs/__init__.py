@@ -2,7 +2,7 @@
 
 JAX-native environments (``matrix``, ``mpe``, ``smax``) implement the functional protocol of
 ``core.py`` and run inside the compiled runner. Host-stepped environments (``mamujoco``,
-``pz_mpe``, ``smac``: :func:`is_host`) are Gymnasium envs over joint spaces (``host.py``)
+``pz_mpe``, ``smac``, ``football``: :func:`is_host`) are Gymnasium envs over joint spaces (``host.py``)
 stepped in worker processes; for them ``make`` returns a picklable factory of one env. Families are imported on first use, so that the registry (used by config
 validation before anything is built) needs none of the optional packages, and the worker
 processes of host-stepped environments never import JAX.
@@ -23,7 +23,9 @@ MAMUJOCO_TASKS = ("HalfCheetah-2x3", "HalfCheetah-3x2", "HalfCheetah-6x1", "Ant-
                   "HumanoidStandup-17x1", "ManySegmentSwimmer-10x2")
 SMAC_MAPS = ("3m", "8m", "25m", "2s3z", "3s5z", "5m_vs_6m", "8m_vs_9m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z",
              "3s_vs_5z", "6h_vs_8z", "MMM2", "corridor")
-HOST_FAMILIES = ("mamujoco", "pz_mpe", "smac")
+FOOTBALL_SCENARIOS = ("academy_3_vs_1_with_keeper", "academy_counterattack_easy", "academy_counterattack_hard",
+                      "academy_pass_and_shoot_with_keeper", "academy_run_pass_and_shoot_with_keeper", "academy_corner")
+HOST_FAMILIES = ("mamujoco", "pz_mpe", "smac", "football")
 
 
 def _registry():
@@ -38,6 +40,8 @@ def _registry():
         reg[f"smax/{m}"] = ("smax", "SMAX", {"map_name": m})
     for m in SMAC_MAPS:
         reg[f"smac/{m}"] = ("smac", "smac_env", {"map_name": m})
+    for scenario in FOOTBALL_SCENARIOS:
+        reg[f"football/{scenario}"] = ("football", "football_env", {"scenario": scenario})
     for task in MAMUJOCO_TASKS:
         reg[f"mamujoco/{task}"] = ("mamujoco", "mamujoco_env", {"task": task})
     return reg

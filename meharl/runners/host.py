@@ -28,11 +28,10 @@ from meharl.runners.offpolicy import OffPolicyRunner, RunnerState, SeedLoop, ove
 
 class HostOffPolicyRunner(OffPolicyRunner):
     def __init__(self, make_env, algo, cfg: Config):
-        super().__init__(None, algo, cfg)
-        self.make_env = make_env
         probe = make_env()
-        self.spec = probe.env_spec
+        super().__init__(None, algo, cfg, spec=probe.env_spec)
         probe.close()
+        self.make_env = make_env
         self.n_seeds = len(cfg.seeds)
         self._vec = {}
 

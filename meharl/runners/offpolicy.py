@@ -91,8 +91,9 @@ class Schedule(NamedTuple):
 
 
 class OffPolicyRunner:
-    def __init__(self, env, algo, cfg: Config):
+    def __init__(self, env, algo, cfg: Config, spec=None):
         self.env, self.algo, self.cfg = env, algo, cfg
+        self.spec = env.spec if spec is None else spec
         self.schedule = Schedule.of(cfg)
         if self.schedule.warmup_vector_steps < cfg.n_step:
             raise ValueError(
