@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -56,8 +57,12 @@ def learner_and_ref_rates(exp, rounds=8, k=50):
         return jax.lax.scan(r._update, rs, None, k)[0]
 
     ours = jax.jit(over_seeds(many, len(exp.cfg.seeds)), donate_argnums=0)
-    ref = {}
-    exec(compile(REF.read_text().split("K = 50")[0], str(REF), "exec"), ref)  # its setup, not its timing
+    ref, argv = {}, sys.argv
+    sys.argv = [str(REF)]  # it reads sizes from its command line; ours are its defaults
+    try:
+        exec(compile(REF.read_text().split("K = 50")[0], str(REF), "exec"), ref)  # its setup, not its timing
+    finally:
+        sys.argv = argv
     ref_many = jax.jit(lambda st, key: jax.lax.scan(lambda s, kk: (ref["update"](s, kk), None), st,
                                                     jax.random.split(key, k))[0])
     rs, st = ours(exp.state), ref_many(ref["state"], jax.random.PRNGKey(0))
