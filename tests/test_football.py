@@ -48,13 +48,52 @@ def test_football_adapter_conventions():
     spec = env.env_spec
     assert spec.n_agents == 3 and spec.discrete and spec.agents[0].obs_dim == 115
     assert spec.state_dim == 115 + 2 * 11
-    obs, _ = env.reset(seed=0)
-    assert env.observation_space.contains(obs)
-    rng = np.random.default_rng(0)
-    for t in range(1, spec.max_steps + 1):
-        obs, reward, terminated, truncated, _ = env.step(rng.integers(0, spec.max_action_dim, 3))
-        assert env.observation_space.contains(obs) and np.isfinite(reward)
-        if terminated or truncated:
-            break
-    assert terminated != truncated and (truncated == (t == spec.max_steps))
-    assert bool(obs["won"][0]) == (terminated and reward > 0.5)
+
+    def episode(seed, action):
+        obs, _ = env.reset(seed=seed)
+        assert env.observation_space.contains(obs)
+        for t in range(1, spec.max_steps + 1):
+            obs, reward, terminated, truncated, _ = env.step(np.full(3, action))
+            assert env.observation_space.contains(obs) and np.isfinite(reward)
+            if terminated or truncated:
+                return t, terminated, truncated, bool(obs["won"][0])
+        raise AssertionError("no episode end within max_steps")
+
+    # Standing still (action 0, idle): the defender takes the ball (a termination) or the clock
+    # runs out (a truncation after exactly max_steps). GRF's engine is not reproducible from
+    # the seed; about half of such episodes run out of time, so 12 give one with p > 0.999.
+    outcomes = [episode(seed, 0) for seed in range(12)]
+    for t, terminated, truncated, won in outcomes:
+        assert terminated != truncated and not won
+        assert truncated == (t == spec.max_steps)
+    assert any(truncated for _, _, truncated, _ in outcomes), outcomes
+
+
+def test_football_goal_is_a_won_termination():
+    # the step logic on GRF's (old gym) step results: a goal ends the episode, won
+    from meharl.envs.football import FootballJointEnv
+
+    class FakeGRF:
+        def step(self, action):
+            return np.zeros((3, 115)), np.array([1.1, 1.1, 1.1]), True, {"score_reward": 1}
+
+    env = FootballJointEnv.__new__(FootballJointEnv)
+    env.env, env.n_actions, env.t = FakeGRF(), 19, 5
+    env.env_spec = type("Spec", (), {"max_steps": 401})()
+    env._state = lambda: np.zeros(137, np.float32)
+    obs, reward, terminated, truncated, _ = env.step(np.zeros(3, int))
+    assert terminated and not truncated and obs["won"][0] == 1 and reward == pytest.approx(1.1)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gfootball") is None,
+                    reason="Google Research Football builds from source (README recipe); not installed here")
+def test_football_smoke_run(tmp_path):
+    from meharl.config import resolve
+    from meharl.experiment import Experiment
+
+    cfg = resolve({"env": "football/academy_3_vs_1_with_keeper", "hidden_sizes": "16,16", "n_envs": 2,
+                   "warmup_steps": 100, "train_interval": 5, "batch_size": 32, "buffer_size": 2000, "n_step": 3,
+                   "eval_interval": 100, "total_steps": 200, "eval_episodes": 2, "vector_env": "async"})
+    rows = Experiment(cfg, tmp_path / "run", quiet=True).run()
+    assert [r["env_steps"] for r in rows] == [0, 200]
+    assert np.isfinite(rows[-1]["critic_loss"]) and 0 <= rows[-1]["eval_win_rate"] <= 1

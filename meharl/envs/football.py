@@ -29,6 +29,7 @@ SCENARIOS = {  # scenario -> controlled players (the papers' settings)
     "academy_run_pass_and_shoot_with_keeper": 2,
     "academy_corner": 10,
 }
+EPISODE_LENGTH = 401  # steps of an academy episode that runs out of time (game_duration 400, measured)
 
 
 def global_state(raw: list) -> np.ndarray:
@@ -63,7 +64,7 @@ class FootballJointEnv(gym.Env):
         self.reset(seed=0)
         state_dim = self._state().size
         self.env_spec = EnvSpec(name=f"football/{scenario}", agents=tuple(AgentSpec(115, self.n_actions, True) for _ in range(n)),
-                                state_dim=state_dim, max_steps=int(self.env.unwrapped._config["game_duration"]))
+                                state_dim=state_dim, max_steps=EPISODE_LENGTH)
         self.observation_space = gym.spaces.Dict({
             "obs": gym.spaces.Box(-np.inf, np.inf, (n, 115), np.float32),
             "state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
