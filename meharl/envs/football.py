@@ -19,6 +19,7 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 
+from meharl.envs.host import joint_spaces
 from meharl.envs.spec import AgentSpec, EnvSpec
 
 SCENARIOS = {  # scenario -> controlled players (the papers' settings)
@@ -65,14 +66,7 @@ class FootballJointEnv(gym.Env):
         state_dim = self._state().size
         self.env_spec = EnvSpec(name=f"football/{scenario}", agents=tuple(AgentSpec(115, self.n_actions, True) for _ in range(n)),
                                 state_dim=state_dim, max_steps=EPISODE_LENGTH)
-        self.observation_space = gym.spaces.Dict({
-            "obs": gym.spaces.Box(-np.inf, np.inf, (n, 115), np.float32),
-            "state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
-            "action_mask": gym.spaces.MultiBinary((n, self.n_actions)),
-            "alive": gym.spaces.MultiBinary(n),
-            "won": gym.spaces.MultiBinary(1),
-        })
-        self.action_space = gym.spaces.MultiDiscrete([self.n_actions] * n)
+        self.observation_space, self.action_space = joint_spaces(self.env_spec)
 
     def _state(self):
         return global_state(self.env.unwrapped.observation())

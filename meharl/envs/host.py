@@ -46,6 +46,22 @@ def require(module: str, extra: str, env: str) -> None:
 STATES = ("env", "concat_obs")
 
 
+def joint_spaces(spec: EnvSpec):
+    """The joint observation space (the per-step fields of a ``TimeStep``, padded) and the
+    joint action space ([n] choices, or [n, max_action_dim] in [-1, 1]) of ``spec``."""
+    n, O, A = spec.n_agents, spec.max_obs_dim, spec.max_action_dim
+    observation_space = gym.spaces.Dict({
+        "obs": gym.spaces.Box(-np.inf, np.inf, (n, O), np.float32),
+        "state": gym.spaces.Box(-np.inf, np.inf, (spec.state_dim,), np.float32),
+        "action_mask": gym.spaces.MultiBinary((n, A)),
+        "alive": gym.spaces.MultiBinary(n),
+        "won": gym.spaces.MultiBinary(1),
+    })
+    if spec.discrete:
+        return observation_space, gym.spaces.MultiDiscrete([A] * n)
+    return observation_space, gym.spaces.Box(-1.0, 1.0, (n, A), np.float32)
+
+
 class JointEnv(gym.Env):
     def __init__(self, make_parallel_env, name: str, team_reward: str = "sum", state: str = "env",
                  action_map: str = "box", max_steps: int | None = None):
@@ -72,18 +88,7 @@ class JointEnv(gym.Env):
                             max_steps=int(max_steps or getattr(self.env.unwrapped, "max_cycles", 0) or 1000))
         self.lows = [np.asarray(self.env.action_space(a).low) if not s.discrete else None for a, s in zip(self.agents, specs)]
         self.highs = [np.asarray(self.env.action_space(a).high) if not s.discrete else None for a, s in zip(self.agents, specs)]
-        n, O, A = self.env_spec.n_agents, self.env_spec.max_obs_dim, self.env_spec.max_action_dim
-        self.observation_space = gym.spaces.Dict({
-            "obs": gym.spaces.Box(-np.inf, np.inf, (n, O), np.float32),
-            "state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32),
-            "action_mask": gym.spaces.MultiBinary((n, A)),
-            "alive": gym.spaces.MultiBinary(n),
-            "won": gym.spaces.MultiBinary(1),
-        })
-        if self.env_spec.discrete:
-            self.action_space = gym.spaces.MultiDiscrete([A] * n)
-        else:
-            self.action_space = gym.spaces.Box(-1.0, 1.0, (n, A), np.float32)
+        self.observation_space, self.action_space = joint_spaces(self.env_spec)
 
     def _joint_obs(self, obs: dict, infos: dict, won: bool = False) -> dict:
         spec = self.env_spec

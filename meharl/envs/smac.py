@@ -16,6 +16,7 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 
+from meharl.envs.host import joint_spaces
 from meharl.envs.spec import AgentSpec, EnvSpec
 
 def check_starcraft(package: str = "smac") -> None:
@@ -44,14 +45,7 @@ class StarCraftJointEnv(gym.Env):
         n, n_actions = info["n_agents"], info["n_actions"]
         self.env_spec = EnvSpec(name=name, agents=tuple(AgentSpec(info["obs_shape"], n_actions, True) for _ in range(n)),
                             state_dim=info["state_shape"], max_steps=info["episode_limit"])
-        self.observation_space = gym.spaces.Dict({
-            "obs": gym.spaces.Box(-np.inf, np.inf, (n, info["obs_shape"]), np.float32),
-            "state": gym.spaces.Box(-np.inf, np.inf, (info["state_shape"],), np.float32),
-            "action_mask": gym.spaces.MultiBinary((n, n_actions)),
-            "alive": gym.spaces.MultiBinary(n),
-            "won": gym.spaces.MultiBinary(1),
-        })
-        self.action_space = gym.spaces.MultiDiscrete([n_actions] * n)
+        self.observation_space, self.action_space = joint_spaces(self.env_spec)
 
     def _joint_obs(self, won: bool = False) -> dict:
         n = self.env_spec.n_agents
