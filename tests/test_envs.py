@@ -127,6 +127,19 @@ def _smax_episode(env, policy, key):
     raise AssertionError("no episode end within max_steps")
 
 
+def test_smax_state_is_the_world_state_with_positions_scaled_to_the_map():
+    env = make("smax/3m")
+    state, ts = env.reset(jax.random.PRNGKey(0))
+    raw = np.asarray(env.env.get_world_state(state))
+    n, f = env.env.num_agents, len(env.env.own_features)
+    units, got = raw[: n * f].reshape(n, f), np.asarray(ts.state)[: n * f].reshape(n, f)
+    assert units[:, 1:3].max() > 5  # raw map coordinates
+    np.testing.assert_allclose(got[:, 1:3], units[:, 1:3] / 32.0, rtol=1e-6)
+    assert 0 < got[:, 1:3].min() and got[:, 1:3].max() < 1
+    np.testing.assert_array_equal(np.delete(got, [1, 2], 1), np.delete(units, [1, 2], 1))
+    np.testing.assert_array_equal(np.asarray(ts.state)[n * f:], raw[n * f:])
+
+
 def test_smax_time_limit_is_a_truncation():
     # allies that only "stop" (action 4) at the far side of the map: nobody dies in 3 steps
     env = make("smax/3m", max_steps=3)

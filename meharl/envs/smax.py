@@ -6,7 +6,10 @@ unit). Conventions, as in SMAC and the HARL reference:
 
 * team reward = the shared reward (every ally gets the same: the enemy health removed,
   normalised by the number of enemies, plus 1 for a won battle);
-* global state = SMAX's world state (the environment-provided state, SMAC's "EP");
+* global state = SMAX's world state (the environment-provided state, SMAC's "EP") with unit
+  positions divided by the map size, as SMAC normalises its state: raw positions reach 32 and
+  swamp the critic's one-hot joint-action inputs (measured: on 3m the critic then barely
+  depends on the actions and one agent learns to idle);
 * discrete actions with availability masks (dead allies can only ``stop``), alive masks;
 * ``terminated`` when one side is wiped out, ``truncated`` at SMAX's time limit
   (``max_steps``, 100 by default) when neither is;
@@ -40,7 +43,7 @@ class SMAX:
         avail = self.env.get_avail_actions(env_state)
         return TimeStep(
             obs=pad_obs([obs[a] for a in self.env.agents], self.spec.max_obs_dim),
-            state=obs["world_state"],
+            state=self._state(obs["world_state"]),
             reward=jnp.asarray(reward, jnp.float32),
             terminated=ended,
             truncated=~ended & (s.step >= self.spec.max_steps),
@@ -48,6 +51,12 @@ class SMAX:
             alive=allies_alive,
             won=enemies_dead & jnp.any(allies_alive),
         )
+
+    def _state(self, world_state):
+        n, f = self.env.num_agents, len(self.env.own_features)
+        units = world_state[: n * f].reshape(n, f)  # health, x, y, cooldown, type bits
+        units = units.at[:, 1].divide(self.env.map_width).at[:, 2].divide(self.env.map_height)
+        return jnp.concatenate([units.reshape(-1), world_state[n * f:]])
 
     def reset(self, key):
         obs, env_state = self.env.reset(key)
