@@ -8,8 +8,8 @@ unit). Conventions, as in SMAC and the HARL reference:
   normalised by the number of enemies, plus 1 for a won battle);
 * global state = SMAX's world state (the environment-provided state, SMAC's "EP") with unit
   positions divided by the map size, as SMAC normalises its state: raw positions reach 32 and
-  swamp the critic's one-hot joint-action inputs (measured: on 3m the critic then barely
-  depends on the actions and one agent learns to idle);
+  swamp the critic's one-hot joint-action inputs (measured on 3m, seed 0: with raw positions
+  one agent learned to idle and the preset won 0% at 100k steps; scaled, 47%);
 * discrete actions with availability masks (dead allies can only ``stop``), alive masks;
 * ``terminated`` when one side is wiped out, ``truncated`` at SMAX's time limit
   (``max_steps``, 100 by default) when neither is;
