@@ -1,6 +1,6 @@
 """Host-stepped environments: the joint-space Gymnasium wrapper over PettingZoo (mpe2, Multi-
 Agent MuJoCo), their conventions, the vector env's same-step auto-reset, and the real-SMAC
-adapter's error without StarCraft II."""
+adapter's error without StarCraft II and its conventions on a stand-in game."""
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -144,6 +144,65 @@ def test_vector_env_keeps_the_final_observation_of_a_truncated_episode():
 def test_real_smac_without_starcraft_names_what_is_missing():
     with pytest.raises((ModuleNotFoundError, FileNotFoundError), match="StarCraft II"):
         make("smac/3m")
+
+
+class _FakeStarCraft2Env:
+    """The parts of SMAC's StarCraft2Env API the adapter uses: 2 agents, 4 actions, a 3-step
+    episode limit; agent 1 dies at step 2; ``win_at`` ends the battle won at that step."""
+
+    def __init__(self, win_at=None):
+        self.win_at, self.t = win_at, 0
+
+    def get_env_info(self):
+        return {"n_agents": 2, "n_actions": 4, "obs_shape": 3, "state_shape": 5, "episode_limit": 3}
+
+    def reset(self):
+        self.t = 0
+
+    def step(self, actions):
+        assert len(actions) == 2 and all(isinstance(a, int) for a in actions)
+        self.t += 1
+        if self.t == self.win_at:
+            return 1.0, True, {"battle_won": True}
+        if self.t == 3:
+            return 0.5, True, {"battle_won": False, "episode_limit": True}
+        return 0.5, False, {}
+
+    def get_obs(self):
+        return [np.full(3, self.t + i, np.float32) for i in range(2)]
+
+    def get_state(self):
+        return np.arange(5, dtype=np.float32) + self.t
+
+    def get_avail_actions(self):
+        return [[1, 1, 0, 0], [1, 0, 0, 1]]
+
+    def get_unit_by_id(self, i):
+        return type("Unit", (), {"health": 0.0 if (i == 1 and self.t >= 2) else 45.0})()
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("win_at", [None, 2])
+def test_real_smac_adapter_conventions_on_a_stand_in_game(win_at):
+    from gymnasium.utils.env_checker import check_env
+
+    from meharl.envs.smac import StarCraftJointEnv
+
+    env = StarCraftJointEnv(lambda: _FakeStarCraft2Env(win_at), "smac/fake")
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset()
+    assert obs["action_mask"].tolist() == [[1, 1, 0, 0], [1, 0, 0, 1]] and obs["alive"].tolist() == [1, 1]
+    _, r, term, trunc, _ = env.step(np.array([0, 3]))
+    assert (r, term, trunc) == (0.5, False, False)
+    obs, r, term, trunc, _ = env.step(np.array([1, 0]))
+    assert obs["alive"].tolist() == [1, 0] and obs["state"].tolist() == [2, 3, 4, 5, 6]
+    if win_at == 2:  # a won battle is a termination
+        assert (r, term, trunc, obs["won"][0]) == (1.0, True, False, 1)
+        return
+    obs, r, term, trunc, _ = env.step(np.array([1, 0]))
+    assert (term, trunc, obs["won"][0]) == (False, True, 0)  # SMAC's episode limit: a truncation
 
 
 def test_missing_extra_is_named(monkeypatch):
