@@ -20,6 +20,7 @@ ALGOS = ("hasac",)
 CRITIC_LOSSES = ("mse", "huber")
 TEMPERATURES = ("per_agent", "shared")
 DISCRETE_ACTOR_GRADIENTS = ("gumbel", "exact")
+DISCRETE_TARGET_ENTROPY_OVER = ("action_space", "available")
 VECTOR_ENVS = ("async", "sync")
 
 
@@ -59,6 +60,8 @@ class Config:
     temperature: str = "per_agent"  # one temperature per agent, or one shared
     target_entropy: typing.Optional[float] = None  # None: the defaults documented in hasac.py
     discrete_target_entropy_ratio: float = 0.98  # discrete default target = ratio * log(n)
+    # n above: the size of the action space, or the number of actions available in each state
+    discrete_target_entropy_over: str = "action_space"
     critic_loss: str = "mse"
     huber_delta: float = 10.0
     value_norm: bool = False
@@ -191,6 +194,7 @@ def validate(cfg: Config) -> Config:
     choice("critic_loss", CRITIC_LOSSES)
     choice("temperature", TEMPERATURES)
     choice("discrete_actor_gradient", DISCRETE_ACTOR_GRADIENTS)
+    choice("discrete_target_entropy_over", DISCRETE_TARGET_ENTROPY_OVER)
     choice("mpe_action_map", ACTION_MAPS)
     choice("vector_env", VECTOR_ENVS)
     if cfg.mamujoco_obsk < 0:

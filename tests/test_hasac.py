@@ -103,6 +103,19 @@ def test_target_entropy_defaults():
     np.testing.assert_array_equal(default_target_entropy(cont, resolve({})), [-3.0, -5.0])
 
 
+def test_per_state_target_entropy_counts_the_available_actions():
+    # speaker 3 actions, listener 5 (padded to 5): with everything available the per-state
+    # target is the action-space one; with 2 of the listener's 5 available it is ratio * log 2
+    _, cfg, algo, _ = _setup("mpe/simple_speaker_listener_discrete", discrete_target_entropy_over="available",
+                             discrete_target_entropy_ratio=0.5)
+    mask = np.ones((2, 2, 5), np.float32)
+    mask[1, 1] = [0, 1, 0, 1, 0]
+    np.testing.assert_allclose(algo.target_entropies(jnp.asarray(mask)),
+                               0.5 * np.log([[3, 5], [3, 2]]), rtol=1e-6)
+    with pytest.raises(ValueError, match="action_space, available"):
+        resolve({"discrete_target_entropy_over": "legal"})
+
+
 def test_share_param_refused_for_heterogeneous_agents():
     with pytest.raises(ValueError, match="share_param"):
         _setup(share_param=True)

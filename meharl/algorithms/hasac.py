@@ -27,6 +27,9 @@ Default target entropies: continuous -dim(A_i) (SAC); discrete ``ratio * log |A_
 (SAC-Discrete, ratio = ``discrete_target_entropy_ratio``, default 0.98 as the reference code
 intends). The reference code actually computes log(1/prod(Discrete.shape)) = log 1 = 0 for
 discrete spaces (a shape bug); ``discrete_target_entropy_ratio=0`` reproduces that.
+With action masks (SMAX) ``ratio * log |A_i|`` can exceed the entropy reachable in a state
+where few actions are available; ``discrete_target_entropy_over="available"`` makes the
+target per state, ``ratio * log |A_i(s)|`` with A_i(s) the available actions.
 """
 from __future__ import annotations
 
@@ -137,6 +140,8 @@ class HASAC:
         self.n_params = 1 if cfg.share_param else self.n
         self.param_index = np.zeros(self.n, np.int32) if cfg.share_param else np.arange(self.n)
         self.target_entropy = jnp.asarray(default_target_entropy(spec, cfg))
+        self.per_state_target = (spec.discrete and cfg.target_entropy is None
+                                 and cfg.discrete_target_entropy_over == "available")
 
         def lr(base, steps):
             return optax.linear_schedule(base, 0.0, max(steps, 1)) if cfg.lr_decay else base
@@ -203,6 +208,13 @@ class HASAC:
         """Padded policy actions -> what the env's ``step`` takes (indices for discrete)."""
         return jnp.argmax(actions, -1) if self.discrete else actions
 
+    def target_entropies(self, action_mask):
+        """Target entropy of every agent in every sample, [B, n] (see the module docstring)."""
+        if self.per_state_target:
+            n_avail = jnp.maximum((action_mask * self.dim_mask).sum(-1), 1.0)
+            return self.cfg.discrete_target_entropy_ratio * jnp.log(n_avail)
+        return jnp.broadcast_to(self.target_entropy, action_mask.shape[:-1])
+
     # ------------------------------------------------------------------ losses
     def _alpha(self, log_alpha):
         a = jnp.exp(log_alpha)
@@ -244,6 +256,7 @@ class HASAC:
             a_i, _ = self._sample_agent(params_i, i, batch.obs[:, i], batch.action_mask[:, i], pre_keys[m])
             actions = actions.at[:, i].set(a_i)
         pre_actions = actions = jax.lax.stop_gradient(actions)
+        target_entropy = self.target_entropies(batch.action_mask)
 
         def actor_loss(params, i, actions, key, log_alpha_i):
             if self.discrete and cfg.discrete_actor_gradient == "exact":
@@ -281,7 +294,7 @@ class HASAC:
             if cfg.auto_alpha and cfg.temperature == "per_agent":
                 # Appendix H.1: J(alpha_i) = E[-alpha_i (log pi_i + H_i)], on the log scale
                 w = batch.alive[:, i]
-                g = -jnp.sum((jax.lax.stop_gradient(logp_i) + self.target_entropy[i]) * w) / jnp.maximum(w.sum(), 1.0)
+                g = -jnp.sum((jax.lax.stop_gradient(logp_i) + target_entropy[:, i]) * w) / jnp.maximum(w.sum(), 1.0)
                 upd, a_opt = self.alpha_tx.update(g, _index(alpha_opt, i), log_alpha[i])
                 log_alpha = log_alpha.at[i].add(upd)
                 alpha_opt = _set(alpha_opt, i, a_opt)
@@ -333,7 +346,7 @@ class HASAC:
         if cfg.auto_alpha and cfg.temperature == "shared":
             # one temperature on the joint entropy: target sum_i H_i
             w = batch.alive
-            g = -jnp.sum((logps * w).sum(-1) + jnp.sum(self.target_entropy)) / logps.shape[0]
+            g = -jnp.sum(((logps + self.target_entropies(batch.action_mask)) * w).sum(-1)) / logps.shape[0]
             upd, a_opt = self.alpha_tx.update(g, _index(alpha_opt, 0), log_alpha[0])
             log_alpha = log_alpha.at[0].add(upd)
             alpha_opt = _set(alpha_opt, 0, a_opt)
