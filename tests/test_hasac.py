@@ -114,6 +114,11 @@ def test_per_state_target_entropy_counts_the_available_actions():
                                0.5 * np.log([[3, 5], [3, 2]]), rtol=1e-6)
     with pytest.raises(ValueError, match="action_space, available"):
         resolve({"discrete_target_entropy_over": "legal"})
+    # where it cannot act it is refused rather than silently ignored
+    with pytest.raises(ValueError, match="continuous"):
+        _setup("mpe/simple_spread", discrete_target_entropy_over="available")
+    with pytest.raises(ValueError, match="target_entropy=-1.0 overrides"):
+        _setup("mpe/simple_speaker_listener_discrete", discrete_target_entropy_over="available", target_entropy=-1.0)
 
 
 def test_share_param_refused_for_heterogeneous_agents():

@@ -130,6 +130,10 @@ class HASAC:
             )
         if cfg.init_policy is not None and not (spec.discrete and all(a.action_dim == len(cfg.init_policy) for a in spec.agents)):
             raise ValueError(f"init_policy={cfg.init_policy} needs discrete agents with {len(cfg.init_policy)} actions each")
+        if cfg.discrete_target_entropy_over == "available" and (not spec.discrete or cfg.target_entropy is not None):
+            why = "its agents are continuous" if not spec.discrete else f"target_entropy={cfg.target_entropy} overrides it"
+            raise ValueError(f"discrete_target_entropy_over=available has no effect on {spec.name}: {why}; "
+                             "use discrete_target_entropy_over=action_space")
         self.spec, self.cfg = spec, cfg
         self.n = spec.n_agents
         self.discrete = spec.discrete
