@@ -111,16 +111,25 @@ PRESETS: list[tuple[str, str, dict]] = [
     ("hasac", "mamujoco/Ant-8x1", dict(batch_size=2200)),
     ("hasac", "mamujoco/Walker2d-*", dict(auto_alpha=False, alpha=0.2, n_step=20, actor_lr=5e-4)),
     # HARL tuned_configs/smac/*/hasac: auto temperature from 0.001, Huber loss, value
-    # normalisation, n_step 20, lr 3e-4 / critic 5e-4, feature normalisation, 20 rollout envs.
-    # Not the reference's target entropy 0 (its shape bug, see hasac.py), with which alpha only
-    # decays and the policy is deterministic from ~30k steps: on SMAX 3m (3 seeds, 1M steps)
-    # it won 51% (mean of the evaluations 500k-1M), the per-state target 0.3 log |A_i(s)|
-    # with a 10x faster temperature 64% (README, Benchmarks). The reference's setting:
+    # normalisation, n_step 20, lr 3e-4 / critic 5e-4, feature normalisation, 20 rollout envs;
+    # for SMAX (our SMAC) and the real SMAC alike. Not the reference's target entropy 0 (its
+    # shape bug, see hasac.py), with which alpha only decays and the policy is deterministic
+    # from ~30k steps: on SMAX 3m (3 seeds, 1M steps) it won 51% (mean of the evaluations
+    # 500k-1M), the per-state target 0.3 log |A_i(s)| with a 10x faster temperature 64%
+    # (README, Benchmarks). The reference's setting:
     # discrete_target_entropy_ratio=0 discrete_target_entropy_over=action_space alpha_lr=3e-4.
-    ("hasac", "smax/*", dict(n_envs=20, alpha=0.001, auto_alpha=True, critic_loss="huber", value_norm=True,
-                             n_step=20, actor_lr=3e-4, critic_lr=5e-4, feature_norm=True,
-                             discrete_target_entropy_ratio=0.3, discrete_target_entropy_over="available",
-                             alpha_lr=3e-3, eval_interval=10_000, eval_episodes=32, checkpoint_every=10)),
+    *[("hasac", f"{family}/*", dict(n_envs=20, alpha=0.001, auto_alpha=True, critic_loss="huber", value_norm=True,
+                                    n_step=20, actor_lr=3e-4, critic_lr=5e-4, feature_norm=True,
+                                    discrete_target_entropy_ratio=0.3, discrete_target_entropy_over="available",
+                                    alpha_lr=3e-3, eval_interval=10_000, eval_episodes=32, checkpoint_every=10))
+      for family in ("smax", "smac")],
+    # ... and where a map has its own tuned file, what it changes (maps without one, 3m, 2s3z,
+    # 3s5z, ..., keep the values above; 3s5z's file has exactly those)
+    *[("hasac", f"sma[xc]/{m}", values) for m, values in {
+        "5m_vs_6m": dict(gamma=0.95), "10m_vs_11m": dict(gamma=0.95), "MMM2": dict(gamma=0.95),
+        "8m_vs_9m": dict(gamma=0.95, n_step=5, alpha=0.02), "6h_vs_8z": dict(n_step=5),
+        "3s5z_vs_3s6z": dict(n_step=10), "corridor": dict(auto_alpha=False, alpha=0.002, n_step=5, actor_lr=5e-4),
+    }.items()],
     # Football: no tuned HASAC file exists; the defaults with the reference's feature
     # normalisation for discrete actors.
     ("hasac", "football/*", dict(feature_norm=True, eval_episodes=20)),

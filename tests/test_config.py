@@ -35,3 +35,14 @@ def test_preset_then_overrides():
 def test_override_needs_key_value():
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["seeds"])
+
+
+def test_smac_presets_follow_the_per_map_tuned_files():
+    # HARL tuned_configs/smac/<map>/hasac: the shared SMAC values, then each map's own
+    base = resolve({"env": "smax/3m"})
+    assert (base.gamma, base.n_step, base.alpha, base.critic_loss, base.value_norm) == (0.99, 20, 0.001, "huber", True)
+    assert resolve({"env": "smax/5m_vs_6m"}).gamma == 0.95
+    assert resolve({"env": "smax/6h_vs_8z"}).n_step == 5
+    corridor = resolve({"env": "smac/corridor"})  # the real SMAC gets the same presets
+    assert (corridor.auto_alpha, corridor.alpha, corridor.n_step, corridor.actor_lr) == (False, 0.002, 5, 5e-4)
+    assert resolve({"env": "smac/5m_vs_6m", "gamma": "0.9"}).gamma == 0.9  # overrides still win
