@@ -15,7 +15,9 @@ and the Polyak-averaged target critics.
 Temperatures. ``per_agent``: agent i's actor loss uses alpha_i and the critic's entropy term
 is sum_i alpha_i log pi_i; ``shared``: one alpha for both. The reference implementation
 additionally learns a third, critic-only temperature on the joint entropy; we do not (the
-soft Bellman operator of Eq. 5 has one temperature per policy term).
+soft Bellman operator of Eq. 5 has one temperature per policy term). Auto-tuned temperatures
+start at the configured ``alpha``; the reference's all start at 1 (log alpha = 0), whatever
+its config files say.
 
 Discrete actor gradient. ``gumbel`` (the reference): a straight-through Gumbel-softmax
 sample through the critic. It is biased: on the HASAC matrix game at the initial policy
