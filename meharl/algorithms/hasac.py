@@ -146,8 +146,7 @@ class HASAC:
         self.n_params = 1 if cfg.share_param else self.n
         self.param_index = np.zeros(self.n, np.int32) if cfg.share_param else np.arange(self.n)
         self.target_entropy = jnp.asarray(default_target_entropy(spec, cfg))
-        self.per_state_target = (spec.discrete and cfg.target_entropy is None
-                                 and cfg.discrete_target_entropy_over == "available")
+        self.per_state_target = cfg.discrete_target_entropy_over == "available"  # checked above: it applies
 
         def lr(base, steps):
             return optax.linear_schedule(base, 0.0, max(steps, 1)) if cfg.lr_decay else base
