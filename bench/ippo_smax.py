@@ -6,7 +6,7 @@ reach on the same environment and budget", which SMAC numbers cannot (SMAX is no
 
 The win rate is that of the training episodes (stochastic policy) that ended in each
 rollout, as JaxMARL's ``SMAXLogWrapper`` counts it (an episode whose last reward includes the
-win bonus). Environment settings are meharl's ``smax/<map>`` (see ``meharl/envs/smax.py``).
+win bonus). The environment is meharl's ``smax/<map>`` one (``meharl.envs.smax.SMAX``).
 
     python bench/ippo_smax.py --map 3m --steps 1000000 --seeds 0,1,2 --out bench/out/ippo_3m.json
 """
@@ -23,8 +23,10 @@ import numpy as np
 import optax
 from flax.linen.initializers import constant, orthogonal
 from flax.training.train_state import TrainState
-from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
 from jaxmarl.wrappers.baselines import SMAXLogWrapper
+
+from meharl.envs.smax import SMAX
+from meharl.networks import categorical_entropy, masked_log_softmax
 
 CFG = dict(lr=4e-3, num_envs=128, num_steps=128, hidden=128, epochs=4, minibatches=4, gamma=0.99,
            gae_lambda=0.95, clip=0.05, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.25)
@@ -43,19 +45,18 @@ class ActorCriticRNN(nn.Module):
 
     @nn.compact
     def __call__(self, h, obs, resets, avail):
-        """Inputs are [time, batch, ...]; returns the final hidden state, logits and values."""
+        """Inputs are [time, batch, ...]; returns the final hidden state, log-probabilities
+        over the available actions and values."""
         dense = lambda n, s: nn.Dense(n, kernel_init=orthogonal(s), bias_init=constant(0.0))
         e = nn.relu(dense(CFG["hidden"], np.sqrt(2))(obs))
         h, e = nn.scan(GRUStep, variable_broadcast="params", split_rngs={"params": False})()(h, (e, resets))
-        logits = dense(self.n_actions, 0.01)(nn.relu(dense(CFG["hidden"], 2)(e)))
-        logits = jnp.where(avail, logits, -1e10)
+        logp = masked_log_softmax(dense(self.n_actions, 0.01)(nn.relu(dense(CFG["hidden"], 2)(e))), avail)
         value = dense(1, 1.0)(nn.relu(dense(CFG["hidden"], 2)(e)))[..., 0]
-        return h, logits, value
+        return h, logp, value
 
 
 def make_train(map_name: str, total_steps: int):
-    env = SMAXLogWrapper(HeuristicEnemySMAX(scenario=map_name_to_scenario(map_name), see_enemy_actions=True,
-                                            walls_cause_death=True, attack_mode="closest"))
+    env = SMAXLogWrapper(SMAX(map_name).env)
     agents, E, T, H = env.agents, CFG["num_envs"], CFG["num_steps"], CFG["hidden"]
     n_actors = len(agents) * E
     n_updates = total_steps // (T * E)
@@ -65,18 +66,17 @@ def make_train(map_name: str, total_steps: int):
     def stack(x):  # {agent: [E, ...]} -> [agents * E, ...]
         return jnp.stack([x[a] for a in agents]).reshape((n_actors, -1))
 
-    def log_prob(logits, a):
-        return jnp.take_along_axis(jax.nn.log_softmax(logits), a[..., None], -1)[..., 0]
+    def log_prob(logp, a):
+        return jnp.take_along_axis(logp, a[..., None], -1)[..., 0]
 
     def loss_fn(params, h0, batch, adv, target):
-        _, logits, v = net.apply(params, h0, batch["obs"], batch["reset"], batch["avail"])
-        ratio = jnp.exp(log_prob(logits, batch["action"]) - batch["log_prob"])
+        _, logp, v = net.apply(params, h0, batch["obs"], batch["reset"], batch["avail"])
+        ratio = jnp.exp(log_prob(logp, batch["action"]) - batch["log_prob"])
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         actor = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - CFG["clip"], 1 + CFG["clip"]) * adv).mean()
         v_clipped = batch["value"] + jnp.clip(v - batch["value"], -CFG["clip"], CFG["clip"])
         critic = 0.5 * jnp.maximum((v - target) ** 2, (v_clipped - target) ** 2).mean()
-        p = jax.nn.softmax(logits)
-        entropy = -jnp.sum(jnp.where(batch["avail"], p * jax.nn.log_softmax(logits), 0.0), -1).mean()
+        entropy = categorical_entropy(logp, batch["avail"]).mean()
         return actor + CFG["vf_coef"] * critic - CFG["ent_coef"] * entropy
 
     def train(key):
@@ -94,11 +94,11 @@ def make_train(map_name: str, total_steps: int):
             key, k_act, k_env = jax.random.split(key, 3)
             avail = stack(jax.vmap(env.get_avail_actions)(env_state.env_state)).astype(bool)
             o = stack(obs)
-            h, logits, v = net.apply(ts.params, h, o[None], reset[None], avail[None])
-            a = jax.random.categorical(k_act, logits[0])
+            h, logp, v = net.apply(ts.params, h, o[None], reset[None], avail[None])
+            a = jax.random.categorical(k_act, logp[0])
             acts = dict(zip(agents, a.reshape(len(agents), E)))
             obs, env_state, r, done, info = jax.vmap(env.step)(jax.random.split(k_env, E), env_state, acts)
-            step = dict(obs=o, reset=reset, avail=avail, action=a, log_prob=log_prob(logits[0], a), value=v[0],
+            step = dict(obs=o, reset=reset, avail=avail, action=a, log_prob=log_prob(logp[0], a), value=v[0],
                         reward=stack(r)[:, 0], done=jnp.tile(done["__all__"], len(agents)),
                         ended=info["returned_episode"].reshape(-1), won=info["returned_won_episode"].reshape(-1))
             return (ts, env_state, obs, stack(done)[:, 0], h, key), step
@@ -154,11 +154,11 @@ def main():
         t0 = time.time()
         curve = np.asarray(train(jax.random.PRNGKey(seed)))
         wall = time.time() - t0
-        late = curve[len(curve) // 2:]
+        late = float(np.nanmean(curve[len(curve) // 2:]))
         result["seeds"][seed] = {"wall_s": wall, "env_steps_per_s": steps / wall,
-                                 "final_win_rate": float(curve[-1]), "late_win_rate": float(np.nanmean(late)),
+                                 "final_win_rate": float(curve[-1]), "late_win_rate": late,
                                  "curve": [[(i + 1) * per_rollout, float(w)] for i, w in enumerate(curve)]}
-        print(f"seed {seed}: final win rate {curve[-1]:.3f}, mean over the second half {np.nanmean(late):.3f}, "
+        print(f"seed {seed}: final win rate {curve[-1]:.3f}, mean over the second half {late:.3f}, "
               f"{wall:.0f} s", flush=True)
     finals = [s["final_win_rate"] for s in result["seeds"].values()]
     result["final_win_rate_mean"] = float(np.mean(finals))
