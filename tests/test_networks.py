@@ -80,6 +80,32 @@ def test_straight_through_gumbel_has_gradient():
     assert np.all(np.isfinite(g)) and np.abs(np.asarray(g)).sum() > 0
 
 
+def test_straight_through_entropy_gradient_follows_the_true_one_near_determinism():
+    """The entropy part of the discrete actor loss, alpha E[log pi(a)] with a straight-through
+    Gumbel-softmax sample, must keep pushing towards more entropy as the policy becomes nearly
+    deterministic (otherwise an auto-tuned temperature could not raise the entropy there).
+    Its expected gradient is biased but points along the true gradient of -H (measured cosines
+    0.989 at logit gap 1, 0.999 at gaps 4 and 8) and is not smaller (norm ratios 0.68, 1.7,
+    5.8): it overstates the entropy gradient of a nearly deterministic policy, it does not vanish."""
+    mask = jnp.array([1.0, 1.0, 1.0, 1.0, 0.0, 1.0])  # one unavailable choice
+    keys = jax.random.split(jax.random.PRNGKey(3), 40_000)
+
+    def neg_entropy(logits):
+        return -categorical_entropy(logits, mask)
+
+    for gap in (1.0, 4.0, 8.0):
+        logits = jnp.array([gap, 0.0, 0.5, -0.5, 3.0, 0.0])
+        st = jax.vmap(jax.grad(lambda l, k: categorical_sample(l, mask, k)[1]), (None, 0))(logits, keys).mean(0)
+        true = jax.grad(neg_entropy)(logits)
+        st, true = np.asarray(st), np.asarray(true)
+        assert st[4] == 0.0 and true[4] == 0.0  # nothing flows to the unavailable choice
+        cosine = st @ true / (np.linalg.norm(st) * np.linalg.norm(true))
+        # the bias alone costs up to 0.011 of cosine at gap 1; the Monte Carlo error of the mean
+        # gradient (4e4 samples, ~1e-3 per entry) moves it by under 0.003 (seeds 3, 4 checked)
+        assert cosine > 0.95, (gap, st, true)
+        assert np.linalg.norm(st) > 0.5 * np.linalg.norm(true), (gap, st, true)
+
+
 @pytest.mark.parametrize("discrete", [False, True])
 def test_padded_actor_equals_unpadded_per_agent_networks(discrete):
     """The padded network of an agent with obs 3 (of 11) and actions 3 (of 5) computes exactly
