@@ -11,7 +11,7 @@ from pathlib import Path
 import jax, jax.numpy as jnp, numpy as np, optax
 from meharl.experiment import Experiment, load_run
 from meharl.algorithms.hasac import _index
-from meharl.networks import categorical_entropy, masked_log_softmax
+from meharl.networks import MASKED_LOGIT, categorical_entropy, masked_log_softmax
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 run_dir = Path(args[0])
@@ -30,7 +30,7 @@ def batches(n, seed=0):
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
     return [runner.replay.sample(rs.buffer, k) for k in keys]
 
-# recent states: the last entries written (the buffer is a ring; sampling is uniform over it)
+# uniform over the replay (the whole history up to buffer_size), as the training updates sample
 B = batches(4)
 def stats(params_all, batch):
     out = {}
@@ -43,7 +43,7 @@ def stats(params_all, batch):
         n_av = mask.sum(-1)
         tgt = algo.target_entropies(batch.action_mask)[:, i]
         lp = masked_log_softmax(logits, mask)
-        top = jnp.sort(jnp.where(mask > 0, lp, -1e9), -1)
+        top = jnp.sort(jnp.where(mask > 0, lp, MASKED_LOGIT), -1)
         gap = top[:, -1] - top[:, -2]
         out[i] = dict(H=float(H[alive].mean()), tgt=float(tgt[alive].mean()), alive=float(alive.mean()),
                       navail=float(n_av[alive].mean()), frac_det=float((H[alive] < 0.05).mean()),
@@ -57,15 +57,12 @@ for i, s in stats(ts.actor_params, b0).items():
 
 q = algo._q(ts.critic_params, b0.state, b0.action, ts.value_norm)
 print("Q mean/std", float(q.mean()), float(q.std()), "reward mean", float(b0.reward.mean()))
-alpha = algo._alpha(ts.log_alpha)
-na, nlp = algo.sample_all(ts.actor_params, b0.next_obs, b0.next_action_mask, jax.random.PRNGKey(5))
-nq2 = algo._q(ts.target_params, b0.next_state, na, ts.value_norm)
-ent = jnp.sum(alpha * nlp * b0.next_alive, -1)
-y = b0.reward + b0.discount * (nq2.min(0) - ent)
+y, nq2, ent = algo.soft_q_target(ts, b0, jax.random.PRNGKey(5))
 print("next_q twins mean", np.asarray(nq2.mean(1)), "min mean", float(nq2.min(0).mean()), "twin gap mean", float(jnp.abs(nq2[0]-nq2[1]).mean()))
 print("entropy_term mean", float(ent.mean()), "y mean/std", float(y.mean()), float(y.std()), "discount mean", float(b0.discount.mean()))
-qn = algo._twin(ts.critic_params, b0.state, b0.action)
-print("normalized Q mean", float(qn.mean()), "normalized y mean", float(ts.value_norm.normalize(y).mean()))
+if cfg.value_norm:
+    qn = algo._twin(ts.critic_params, b0.state, b0.action)
+    print("normalized Q mean", float(qn.mean()), "normalized y mean", float(ts.value_norm.normalize(y).mean()))
 if "--no-adam" in sys.argv:
     sys.exit()
 

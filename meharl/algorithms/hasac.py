@@ -325,16 +325,21 @@ class HASAC:
         trace = {"perm": perm, "pre_actions": pre_actions, "seen": seen, "resample_keys": rkeys}
         return actor_params, actor_opt, log_alpha, alpha_opt, losses, logps, trace
 
+    def soft_q_target(self, ts: HASACState, batch: Batch, key):
+        """Eq. 9's n-step target, de-normalised, with a fresh joint action a' ~ pi(s'):
+        y = R^(k) + gamma^k (1 - term) (min_j Q'_j(s', a') - sum_i alpha_i log pi_i(a'_i)).
+        Also returns the twin target values [2, B] and the entropy term [B] (for diagnostics)."""
+        next_a, next_logp = self.sample_all(ts.actor_params, batch.next_obs, batch.next_action_mask, key)
+        next_q = self._q(ts.target_params, batch.next_state, next_a, ts.value_norm)
+        entropy_term = jnp.sum(self._alpha(ts.log_alpha) * next_logp * batch.next_alive, -1)
+        return batch.reward + batch.discount * (next_q.min(0) - entropy_term), next_q, entropy_term
+
     def update(self, ts: HASACState, batch: Batch, key):
         cfg = self.cfg
         k_next, k_actor = jax.random.split(key)
-        alpha = self._alpha(ts.log_alpha)
 
-        # --- soft policy evaluation (Eq. 9): y = R^(k) + gamma^k (1 - term) (min Q'(s', a') - sum_i alpha_i log pi_i)
-        next_a, next_logp = self.sample_all(ts.actor_params, batch.next_obs, batch.next_action_mask, k_next)
-        next_q = self._q(ts.target_params, batch.next_state, next_a, ts.value_norm).min(0)
-        entropy_term = jnp.sum(alpha * next_logp * batch.next_alive, -1)
-        y = batch.reward + batch.discount * (next_q - entropy_term)
+        # --- soft policy evaluation (Eq. 9)
+        y = self.soft_q_target(ts, batch, k_next)[0]
         value_norm = ts.value_norm
         if cfg.value_norm:
             value_norm = value_norm.update(y)
