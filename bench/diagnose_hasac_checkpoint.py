@@ -66,19 +66,15 @@ if cfg.value_norm:
 if "--no-adam" in sys.argv:
     sys.exit()
 
-def respond(i, alpha_scale, use_q, steps=150, lr=cfg.actor_lr):
-    """Adam steps on agent i alone against the current critic; returns mean exact entropy over alive."""
+def respond(i, alpha_scale, steps=150, lr=cfg.actor_lr):
+    """Adam steps on agent i alone (Eq. 10's objective, the others playing their replay actions)
+    against the checkpoint's critic at alpha_scale x its temperature; returns the mean exact
+    entropy over alive states and the median gradient norm."""
     p = _index(ts.actor_params, int(algo.param_index[i]))
     tx = optax.adam(lr); opt = tx.init(p)
-    alpha = jnp.exp(ts.log_alpha[0 if cfg.temperature == 'shared' else i]) * alpha_scale
+    log_alpha = ts.log_alpha[0 if cfg.temperature == 'shared' else i] + jnp.log(alpha_scale)
     def loss(p, batch, key):
-        a_i, logp = algo._sample_agent(p, i, batch.obs[:, i], batch.action_mask[:, i], key)
-        obj = alpha * logp
-        if use_q:
-            qq = algo._q(ts.critic_params, batch.state, batch.action.at[:, i].set(a_i), ts.value_norm).min(0)
-            obj = obj - qq
-        w = batch.alive[:, i]
-        return jnp.sum(obj * w) / jnp.maximum(w.sum(), 1)
+        return algo.actor_loss(p, i, ts.critic_params, ts.value_norm, batch, batch.action, key, log_alpha)[0]
     @jax.jit
     def step(p, opt, batch, key):
         g = jax.grad(loss)(p, batch, key)
@@ -98,6 +94,6 @@ def respond(i, alpha_scale, use_q, steps=150, lr=cfg.actor_lr):
 for i in range(algo.n):
     base = stats(ts.actor_params, B[3])[i]["H"]
     r = {"before": round(base, 3)}
-    for name, sc, uq in [("entropy_only", 1.0, False), ("full_alpha", 1.0, True), ("full_alpha_x100", 100.0, True), ("full_alpha_x1e4", 1e4, True)]:
-        H, g = respond(i, sc, uq); r[name] = (round(H, 3), f"{g:.2e}")
+    for scale in (1.0, 100.0, 1e4):
+        H, g = respond(i, scale); r[f"alpha_x{scale:g}"] = (round(H, 3), f"{g:.2e}")
     print("agent", i, "entropy after 150 Adam steps:", r, flush=True)

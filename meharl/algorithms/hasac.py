@@ -242,6 +242,28 @@ class HASAC:
             per = 0.5 * jnp.square(err)
         return per.mean(-1).sum(), q
 
+    def actor_loss(self, params, i, critic_params, value_norm, batch: Batch, actions, key, log_alpha_i):
+        """Eq. 10's objective for agent i, alive-weighted: E[alpha_i log pi_i(a_i|o_i) - min_j Q_j(s, a_i, a^{-i})],
+        the other agents playing ``actions`` [B, n, A]. Returns (loss, log pi_i [B])."""
+        if self.discrete and self.cfg.discrete_actor_gradient == "exact":
+            # E_{a~pi_i}[alpha log pi_i(a) - Q(s, a, a^{-i})] summed over agent i's choices
+            logits = self._agent_out(params, i, batch.obs[:, i])
+            mask = self.dim_mask[i] * batch.action_mask[:, i]
+            logp_all = masked_log_softmax(logits, mask)
+            pi = jnp.exp(logp_all) * mask
+            onehots = jnp.eye(self.spec.max_action_dim)
+            q_all = jax.vmap(lambda e: self._q(critic_params, batch.state, actions.at[:, i].set(e), value_norm).min(0),
+                             out_axes=-1)(onehots)  # [B, A]
+            logp_i = jnp.sum(pi * jnp.where(mask > 0, logp_all, 0.0), -1)  # E[log pi_i], for alpha and metrics
+            objective = jnp.exp(log_alpha_i) * logp_i - jnp.sum(pi * q_all, -1)
+        else:
+            # reparameterised sample (continuous) or straight-through Gumbel-softmax (discrete)
+            a_i, logp_i = self._sample_agent(params, i, batch.obs[:, i], batch.action_mask[:, i], key)
+            q = self._q(critic_params, batch.state, actions.at[:, i].set(a_i), value_norm).min(0)
+            objective = jnp.exp(log_alpha_i) * logp_i - q
+        w = batch.alive[:, i]
+        return jnp.sum(objective * w) / jnp.maximum(w.sum(), 1.0), logp_i
+
     def improve_actors(self, ts: HASACState, critic_params, value_norm, batch: Batch, key):
         """Eq. 10 for every agent in a random order ``perm`` (arange when ``fixed_order``).
         Agent perm[m] minimises E[alpha log pi(a|o) - min_j Q_j(s, a^{perm[:m]}_new, a, a^{rest}_old)]
@@ -263,26 +285,6 @@ class HASAC:
         pre_actions = actions = jax.lax.stop_gradient(actions)
         target_entropy = self.target_entropies(batch.action_mask)
 
-        def actor_loss(params, i, actions, key, log_alpha_i):
-            if self.discrete and cfg.discrete_actor_gradient == "exact":
-                # E_{a~pi_i}[alpha log pi_i(a) - Q(s, a, a^{-i})] summed over agent i's choices
-                logits = self._agent_out(params, i, batch.obs[:, i])
-                mask = self.dim_mask[i] * batch.action_mask[:, i]
-                logp_all = masked_log_softmax(logits, mask)
-                pi = jnp.exp(logp_all) * mask
-                onehots = jnp.eye(self.spec.max_action_dim)
-                q_all = jax.vmap(lambda e: self._q(critic_params, batch.state, actions.at[:, i].set(e), value_norm).min(0),
-                                 out_axes=-1)(onehots)  # [B, A]
-                logp_i = jnp.sum(pi * jnp.where(mask > 0, logp_all, 0.0), -1)  # E[log pi_i], for alpha and metrics
-                objective = jnp.exp(log_alpha_i) * logp_i - jnp.sum(pi * q_all, -1)
-            else:
-                # reparameterised sample (continuous) or straight-through Gumbel-softmax (discrete)
-                a_i, logp_i = self._sample_agent(params, i, batch.obs[:, i], batch.action_mask[:, i], key)
-                q = self._q(critic_params, batch.state, actions.at[:, i].set(a_i), value_norm).min(0)
-                objective = jnp.exp(log_alpha_i) * logp_i - q
-            w = batch.alive[:, i]
-            return jnp.sum(objective * w) / jnp.maximum(w.sum(), 1.0), logp_i
-
         def agent_step(m, carry):
             actor_params, actor_opt, log_alpha, alpha_opt, actions, key, losses, logps, seen, rkeys = carry
             i = perm[m]
@@ -292,7 +294,8 @@ class HASAC:
             a_idx = 0 if cfg.temperature == "shared" else i
             for _ in range(cfg.mini_epochs):
                 key, k = jax.random.split(key)
-                (loss, logp_i), g = jax.value_and_grad(actor_loss, has_aux=True)(params, i, actions, k, log_alpha[a_idx])
+                (loss, logp_i), g = jax.value_and_grad(self.actor_loss, has_aux=True)(
+                    params, i, critic_params, value_norm, batch, actions, k, log_alpha[a_idx])
                 upd, opt = self.actor_tx.update(g, opt, params)
                 params = optax.apply_updates(params, upd)
             actor_params, actor_opt = _set(actor_params, p, params), _set(actor_opt, p, opt)
