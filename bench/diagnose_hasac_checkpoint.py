@@ -24,7 +24,8 @@ algo, runner = exp.runner.algo, exp.runner
 ts = rs.algo
 print("blocks_done", prog["blocks_done"], "updates", int(ts.updates))
 print("alpha", np.asarray(jnp.exp(ts.log_alpha)))
-mean, std = ts.value_norm.stats(); print("value_norm mean/std", float(mean), float(std))
+if cfg.value_norm:
+    mean, std = ts.value_norm.stats(); print("value_norm mean/std", float(mean), float(std))
 
 def batches(n, seed=0):
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
