@@ -73,7 +73,7 @@ def respond(i, alpha_scale, steps=150, lr=cfg.actor_lr):
     entropy over alive states and the median gradient norm."""
     p = _index(ts.actor_params, int(algo.param_index[i]))
     tx = optax.adam(lr); opt = tx.init(p)
-    log_alpha = ts.log_alpha[0 if cfg.temperature == 'shared' else i] + jnp.log(alpha_scale)
+    log_alpha = jnp.log(algo._alpha(ts.log_alpha)[i] * alpha_scale)
     def loss(p, batch, key):
         return algo.actor_loss(p, i, ts.critic_params, ts.value_norm, batch, batch.action, key, log_alpha)[0]
     @jax.jit
