@@ -45,6 +45,7 @@ class Config:
     # networks
     hidden_sizes: tuple[int, ...] = (256, 256)
     feature_norm: bool = False  # LayerNorm on actor inputs (the reference uses it for discrete actors only)
+    critic_layer_norm: bool = False  # LayerNorm in the critics' hidden layers (not in the reference)
     actor_lr: float = 5e-4
     critic_lr: float = 5e-4
     lr_decay: bool = False  # linear decay to 0 over the run

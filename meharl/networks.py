@@ -43,19 +43,22 @@ def _dense(features, scale=1.0):
 
 
 class MLP(nn.Module):
-    """ReLU hidden layers (the last one tanh when ``final_tanh``) and a linear head."""
+    """ReLU hidden layers (the last one tanh when ``final_tanh``) and a linear head;
+    ``hidden_norm`` puts a LayerNorm between each hidden layer's Dense and its activation."""
 
     hidden: Sequence[int]
     out: int
     out_gain: float = 0.01
     feature_norm: bool = False
     final_tanh: bool = False
+    hidden_norm: bool = False
 
     @nn.compact
     def __call__(self, x, mask):
         x = MaskedLayerNorm()(x, mask) if self.feature_norm else x * mask
         for k, h in enumerate(self.hidden):
             x = _dense(h)(x)
+            x = nn.LayerNorm()(x) if self.hidden_norm else x
             x = jnp.tanh(x) if self.final_tanh and k == len(self.hidden) - 1 else nn.relu(x)
         return _dense(self.out, self.out_gain)(x)
 
@@ -76,14 +79,17 @@ class Actor(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """Centralised soft Q(s, a) on the global state and the (padded, flattened) joint action."""
+    """Centralised soft Q(s, a) on the global state and the (padded, flattened) joint action.
+    ``layer_norm``: LayerNorm in the hidden layers (not in the reference; Ball et al. 2023 use
+    it to keep off-policy critics from diverging)."""
 
     hidden: Sequence[int]
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, state, joint_action):
         x = jnp.concatenate([state, joint_action.reshape(*joint_action.shape[:-2], -1)], -1)
-        return MLP(self.hidden, 1, 1.0)(x, jnp.ones_like(x))[..., 0]
+        return MLP(self.hidden, 1, 1.0, hidden_norm=self.layer_norm)(x, jnp.ones_like(x))[..., 0]
 
 
 # ---------------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def test_share_param_uses_one_network():
     ("mpe/simple_speaker_listener_discrete", {"discrete_actor_gradient": "gumbel", "feature_norm": True}),
     ("mpe/simple_speaker_listener_discrete", {"discrete_actor_gradient": "exact"}),
     ("mpe/simple_speaker_listener", {"value_norm": True, "critic_loss": "huber", "temperature": "shared", "lr_decay": True,
-                                     "mini_epochs": 2}),
+                                     "mini_epochs": 2, "critic_layer_norm": True}),
 ])
 def test_options_give_finite_updates_that_move_the_policy(env_name, overrides):
     env, cfg, algo, ts = _setup(env_name, **overrides)
@@ -156,3 +156,4 @@ def test_options_give_finite_updates_that_move_the_policy(env_name, overrides):
         assert new.log_alpha.shape == (1,) and float(new.log_alpha[0]) != float(ts.log_alpha[0])
     if overrides.get("value_norm"):
         assert float(new.value_norm.debias) > 0
+    assert ("LayerNorm_0" in new.critic_params["params"]["MLP_0"]) == bool(overrides.get("critic_layer_norm"))

@@ -7,6 +7,7 @@ from scipy import integrate, stats
 
 from meharl.networks import (
     Actor,
+    QNetwork,
     categorical_entropy,
     categorical_sample,
     tanh_gaussian_log_prob,
@@ -134,3 +135,15 @@ def test_padded_actor_equals_unpadded_per_agent_networks(discrete):
         lp_pad = tanh_gaussian_log_prob(out_padded, dim_mask, jnp.concatenate([a, jnp.zeros(max_act - act_dim)]))
         lp_small = tanh_gaussian_log_prob(out_small, jnp.ones(act_dim), a)
         assert float(lp_pad) == pytest.approx(float(lp_small), rel=1e-5)
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_critic_layer_norm_sits_in_the_hidden_layers(layer_norm):
+    """At init the biases are 0, so the plain ReLU critic is positively homogeneous,
+    Q(c s, c a) = c Q(s, a), while LayerNorm after each hidden Dense makes it scale-invariant."""
+    critic = QNetwork((16, 16), layer_norm)
+    state, joint_action = jax.random.normal(jax.random.PRNGKey(0), (5,)), jax.random.normal(jax.random.PRNGKey(1), (2, 3))
+    params = critic.init(jax.random.PRNGKey(2), state, joint_action)
+    q, q_scaled = critic.apply(params, state, joint_action), critic.apply(params, 100 * state, 100 * joint_action)
+    assert abs(float(q)) > 1e-3
+    assert float(q_scaled) == pytest.approx(float(q) if layer_norm else 100 * float(q), rel=1e-4)

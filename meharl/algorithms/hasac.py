@@ -140,7 +140,7 @@ class HASAC:
         self.n = spec.n_agents
         self.discrete = spec.discrete
         self.actor = Actor(cfg.hidden_sizes, spec.max_action_dim, spec.discrete, cfg.feature_norm)
-        self.critic = QNetwork(cfg.hidden_sizes)
+        self.critic = QNetwork(cfg.hidden_sizes, cfg.critic_layer_norm)
         self.obs_mask = jnp.asarray(spec.obs_mask)
         self.dim_mask = jnp.asarray(spec.action_dim_mask)
         self.n_params = 1 if cfg.share_param else self.n
