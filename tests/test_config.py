@@ -41,6 +41,7 @@ def test_smac_presets_follow_the_per_map_tuned_files():
     # HARL tuned_configs/smac/<map>/hasac: the shared SMAC values, then each map's own
     base = resolve({"env": "smax/3m"})
     assert (base.gamma, base.n_step, base.alpha, base.critic_loss, base.value_norm) == (0.99, 20, 0.001, "huber", True)
+    assert base.critic_layer_norm  # our deviation from the reference (config.py, docs/smax_2s3z.md)
     assert resolve({"env": "smax/5m_vs_6m"}).gamma == 0.95
     assert resolve({"env": "smax/6h_vs_8z"}).n_step == 5
     corridor = resolve({"env": "smac/corridor"})  # the real SMAC gets the same presets
