@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass
 
 from meharl.envs import ENV_NAMES, check_env_name
+from meharl.envs.mamujoco import OBSERVATIONS as MAMUJOCO_OBSERVATIONS
 from meharl.envs.spec import ACTION_MAPS
 
 ALGOS = ("hasac",)
@@ -32,7 +33,9 @@ class Config:
     seeds: tuple[int, ...] = (0,)
     total_steps: int = 1_000_000  # env steps, warmup included
     mpe_action_map: str = "reference"  # continuous MPE: "reference" (HARL code) or "box" (envs/core.py)
-    mamujoco_obsk: int = 1  # Multi-Agent MuJoCo: joints an agent observes beyond its own (envs/mamujoco.py)
+    # Multi-Agent MuJoCo (envs/mamujoco.py): "local" joints, or "reference" (the whole robot, as the papers' code)
+    mamujoco_obs: str = "local"
+    mamujoco_obsk: int = 1  # local: joints an agent observes beyond its own
     vector_env: str = "async"  # host-stepped envs: "async" (worker processes) or "sync" (this process)
     # off-policy schedule (HARL off-policy runner semantics)
     n_envs: int = 20  # rollout threads
@@ -99,11 +102,13 @@ PRESETS: list[tuple[str, str, dict]] = [
     # HASAC paper Figure 1b / Table 3: the biased initial policy (0.6, 0.2, 0.2).
     ("hasac", "matrix/hasac_3x3", dict(init_policy=(0.6, 0.2, 0.2))),
     ("hasac", "matrix/differentiable", dict(alpha=0.05)),
-    # HARL tuned_configs/mamujoco/*/hasac (the HASAC paper's runs): agents see their own joints
-    # (obsk 0), polyak 0.005, batch 1000, warmup 1e4, train_interval 50. The issue's 10 rollout
-    # envs (the reference files say 20). Evaluation: 10 episodes every 25k steps (the reference
-    # evaluates 40 every 10k, 4x the training env steps; too costly on a CPU).
-    ("hasac", "mamujoco/*", dict(n_envs=10, mamujoco_obsk=0, eval_interval=25_000, eval_episodes=10,
+    # HARL tuned_configs/mamujoco/*/hasac (the HASAC paper's runs): polyak 0.005, batch 1000,
+    # warmup 1e4, train_interval 50. Observations as the reference's env computes them: every
+    # agent sees the whole robot (its files say agent_obsk 0, which its get_obs never reads;
+    # mamujoco_obs=local with that obsk 0 is the partially observable setting). The issue's 10
+    # rollout envs (the reference files say 20). Evaluation: 10 episodes every 25k steps (the
+    # reference evaluates 40 every 10k, 4x the training env steps; too costly on a CPU).
+    ("hasac", "mamujoco/*", dict(n_envs=10, mamujoco_obs="reference", mamujoco_obsk=0, eval_interval=25_000, eval_episodes=10,
                                  checkpoint_every=4, auto_alpha=True, n_step=10, actor_lr=1e-3, critic_lr=1e-3)),
     # HalfCheetah, HumanoidStandup, ManySegmentSwimmer: the block above. Hopper and Humanoid have no
     # tuned HASAC file; they use it too.
@@ -153,7 +158,7 @@ def env_options(cfg: Config) -> dict:
     if family in ("mpe", "pz_mpe") and not cfg.env.endswith("_discrete"):
         return {"action_map": cfg.mpe_action_map}
     if family == "mamujoco":
-        return {"obsk": cfg.mamujoco_obsk}
+        return {"obsk": cfg.mamujoco_obsk, "obs": cfg.mamujoco_obs}
     return {}
 
 
@@ -217,6 +222,7 @@ def validate(cfg: Config) -> Config:
     choice("discrete_target_entropy_over", DISCRETE_TARGET_ENTROPY_OVER)
     choice("mpe_action_map", ACTION_MAPS)
     choice("vector_env", VECTOR_ENVS)
+    choice("mamujoco_obs", MAMUJOCO_OBSERVATIONS)
     if cfg.mamujoco_obsk < 0:
         raise ValueError(f"invalid mamujoco_obsk={cfg.mamujoco_obsk!r}: must be >= 0")
     positive = ["total_steps", "n_envs", "train_interval", "eval_interval", "eval_episodes", "checkpoint_every",

@@ -16,6 +16,7 @@ from meharl.config import parse_overrides, resolve
         ({"gamma": "1.5"}, "gamma=1.5"),
         ({"n_envs": "abc"}, "invalid value 'abc' for n_envs"),
         ({"seeds": "0,0"}, "seeds"),
+        ({"mamujoco_obs": "global"}, "invalid mamujoco_obs 'global'.*local, reference"),
         ({"env": "matrix/hasac_3x3", "init_policy": "0.5,0.6,0.2"}, "init_policy"),
     ],
 )
@@ -47,3 +48,11 @@ def test_smac_presets_follow_the_per_map_tuned_files():
     corridor = resolve({"env": "smac/corridor"})  # the real SMAC gets the same presets
     assert (corridor.auto_alpha, corridor.alpha, corridor.n_step, corridor.actor_lr) == (False, 0.002, 5, 5e-4)
     assert resolve({"env": "smac/5m_vs_6m", "gamma": "0.9"}).gamma == 0.9  # overrides still win
+
+
+def test_mamujoco_presets_observe_as_the_reference_code():
+    # the reference's env gives every agent the whole robot whatever its files' agent_obsk
+    # (HARL issue #20); the local, partially observable setting stays one override away
+    cfg = resolve({"env": "mamujoco/HalfCheetah-2x3"})
+    assert (cfg.mamujoco_obs, cfg.n_step, cfg.actor_lr, cfg.auto_alpha) == ("reference", 10, 1e-3, True)
+    assert resolve({"env": "mamujoco/Ant-4x2", "mamujoco_obs": "local"}).mamujoco_obs == "local"

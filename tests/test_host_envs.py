@@ -49,11 +49,12 @@ def test_joint_env_protocol(name):
     env.close()
 
 
-@pytest.mark.parametrize("name", ["pz_mpe/simple_speaker_listener", "mamujoco/HalfCheetah-3x2", "mamujoco/Humanoid-17x1"])
-def test_wrapped_pettingzoo_env_passes_parallel_api_test(name):
+@pytest.mark.parametrize("name, options", [("pz_mpe/simple_speaker_listener", {}), ("mamujoco/HalfCheetah-3x2", {}),
+                                           ("mamujoco/Humanoid-17x1", {}), ("mamujoco/Ant-4x2", {"obs": "reference"})])
+def test_wrapped_pettingzoo_env_passes_parallel_api_test(name, options):
     from pettingzoo.test import parallel_api_test
 
-    parallel_api_test(make(name)().env, num_cycles=50)
+    parallel_api_test(make(name, **options)().env, num_cycles=50)
 
 
 def test_gymnasium_env_checker_accepts_the_joint_env():
@@ -114,6 +115,29 @@ def test_mamujoco_obsk_widens_the_local_observation():
     local = make("mamujoco/HalfCheetah-6x1", obsk=0)().env_spec
     wider = make("mamujoco/HalfCheetah-6x1", obsk=1)().env_spec
     assert all(a.obs_dim < b.obs_dim for a, b in zip(local.agents, wider.agents))
+
+
+def test_mamujoco_reference_observation_is_the_whole_robot():
+    # HARL's mujoco_multi.py: agent i sees standardise(concat(single-agent obs, one_hot(i))),
+    # the critic standardise(single-agent obs), standardise(x) = (x - mean(x)) / std(x)
+    env = make("mamujoco/HalfCheetah-2x3", obs="reference")()
+    assert [a.obs_dim for a in env.env_spec.agents] == [17 + 2, 17 + 2] and env.env_spec.state_dim == 17
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        obs, *_ = env.step(np.full((2, 3), 0.5, np.float32))
+    robot = np.asarray(env.env.env.state(), np.float64)  # the unwrapped mamujoco env's state
+    std = lambda x: (x - x.mean()) / x.std()
+    for i in range(2):
+        np.testing.assert_allclose(obs["obs"][i], std(np.concatenate([robot, np.eye(2)[i]])), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(obs["state"], std(robot), rtol=1e-5, atol=1e-5)
+    # the same robot and the same action give the same step whatever the observation kind
+    local = make("mamujoco/HalfCheetah-2x3", obs="local")()
+    local.reset(seed=0)
+    for _ in range(5):
+        local_obs, *_ = local.step(np.full((2, 3), 0.5, np.float32))
+    np.testing.assert_array_equal(np.asarray(local.env.state(), np.float64), robot)
+    with pytest.raises(ValueError, match="mamujoco_obs 'full'. Valid choices: local, reference"):
+        make("mamujoco/HalfCheetah-2x3", obs="full")
 
 
 def test_all_mamujoco_tasks_build():
