@@ -134,7 +134,7 @@ def test_mamujoco_reference_observation_is_the_whole_robot():
     local = make("mamujoco/HalfCheetah-2x3", obs="local")()
     local.reset(seed=0)
     for _ in range(5):
-        local_obs, *_ = local.step(np.full((2, 3), 0.5, np.float32))
+        local.step(np.full((2, 3), 0.5, np.float32))
     np.testing.assert_array_equal(np.asarray(local.env.state(), np.float64), robot)
     with pytest.raises(ValueError, match="mamujoco_obs 'full'. Valid choices: local, reference"):
         make("mamujoco/HalfCheetah-2x3", obs="full")
