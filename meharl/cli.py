@@ -3,6 +3,7 @@
     meharl train [key=value ...]        e.g. meharl train env=mpe/simple_spread seeds=0,1,2 total_steps=200000
     meharl eval RUN_DIR [--episodes N]
     meharl plot RUN_DIR [RUN_DIR ...] [--out curve.png] [--metric eval_return_mean]
+                                        RUN_DIR,RUN_DIR,...: seeds of one config run apart, one curve
     meharl solve --game hasac_3x3 --alpha 10 [--json]
     meharl list                         algorithms, environments, config keys
 
@@ -91,7 +92,8 @@ def main(argv=None):
     e.add_argument("--episodes", type=int, default=None)
     e.set_defaults(func=_eval)
     pl = sub.add_parser("plot", help="learning curves (mean, 95%% CI over seeds) of one or more runs")
-    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("run_dirs", nargs="+", help="one curve each; DIR1,DIR2,... merges runs of one config "
+                    "that trained different seeds")
     pl.add_argument("--out", default="learning_curves.png")
     pl.add_argument("--metric", default="eval_return_mean")
     pl.set_defaults(func=_plot)

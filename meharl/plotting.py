@@ -18,6 +18,27 @@ def read_curves(run_dir, metric: str = "eval_return_mean"):
     return {s: tuple(np.array(v).T) for s, v in curves.items()}
 
 
+def read_group(run_dirs, metric: str = "eval_return_mean"):
+    """The seeds of several runs of one config as one set of curves (seeds trained in separate
+    processes or machines). Refuses runs whose configs differ in anything but ``seeds`` and
+    seeds that appear twice, which would silently mix or double-count results."""
+    from meharl.experiment import load_run
+
+    run_dirs = [Path(d) for d in run_dirs]
+    base = {k: v for k, v in load_run(run_dirs[0]).to_dict().items() if k != "seeds"}
+    curves, owner = {}, {}
+    for d in run_dirs:
+        cfg = {k: v for k, v in load_run(d).to_dict().items() if k != "seeds"}
+        differ = sorted(k for k in base.keys() | cfg.keys() if base.get(k) != cfg.get(k))
+        if differ:
+            raise ValueError(f"cannot merge {run_dirs[0]} and {d}: their configs differ in {', '.join(differ)}")
+        for seed, curve in read_curves(d, metric).items():
+            if seed in curves:
+                raise ValueError(f"seed {seed} is in both {owner[seed]} and {d}; merge runs of distinct seeds")
+            curves[seed], owner[seed] = curve, d
+    return curves
+
+
 def mean_ci(values: np.ndarray, confidence: float = 0.95):
     """values [seeds, points] -> (mean, half-width of the t interval); 0 width for one seed."""
     mean = values.mean(0)
@@ -29,6 +50,8 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95):
 
 
 def plot_runs(run_dirs, out_png, metric: str = "eval_return_mean", labels=None):
+    """One curve per entry of ``run_dirs``: a run directory, or a comma-separated list of run
+    directories of the same config with distinct seeds, merged (:func:`read_group`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,12 +59,13 @@ def plot_runs(run_dirs, out_png, metric: str = "eval_return_mean", labels=None):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, run_dir in enumerate(run_dirs):
-        curves = read_curves(run_dir, metric)
+        group = str(run_dir).split(",")
+        curves = read_group(group, metric) if len(group) > 1 else read_curves(run_dir, metric)
         length = min(len(x) for x, _ in curves.values())
         steps = next(iter(curves.values()))[0][:length]
         values = np.stack([y[:length] for _, y in curves.values()])
         mean, half = mean_ci(values)
-        label = labels[i] if labels else Path(run_dir).name
+        label = labels[i] if labels else Path(group[0]).name
         ax.plot(steps, mean, label=f"{label} ({len(curves)} seeds)")
         ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
     ax.set_xlabel("environment steps")

@@ -107,6 +107,40 @@ def test_plot_cli(cli_run, tmp_path):
     assert out_png.stat().st_size > 1000
 
 
+def test_plot_merges_seeds_run_apart_and_refuses_mixed_runs(cli_run, tmp_path):
+    """Seeds 0 and 1 of cli_run written as two runs merge back to the run's own curves; the same
+    seed twice, or runs whose configs differ, are refused rather than averaged."""
+    from meharl.plotting import read_curves, read_group
+
+    run_dir, _ = cli_run
+    rows = _read(run_dir)
+    parts = {}
+    for seed in ("0", "1"):
+        d = tmp_path / f"seed{seed}"
+        d.mkdir()
+        (d / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+        with open(d / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(r for r in rows if r["seed"] == seed)
+        parts[seed] = d
+    whole, merged = read_curves(run_dir), read_group([parts["0"], parts["1"]])
+    assert set(merged) == {0, 1}
+    for seed in (0, 1):
+        np.testing.assert_array_equal(np.stack(merged[seed]), np.stack(whole[seed]))
+    out_png = tmp_path / "merged.png"
+    subprocess.run([sys.executable, "-m", "meharl.cli", "plot", f"{parts['0']},{parts['1']}", "--out", str(out_png)],
+                   check=True, capture_output=True)
+    assert out_png.stat().st_size > 1000
+    with pytest.raises(ValueError, match="seed 0 is in both"):
+        read_group([parts["0"], parts["0"]])
+    cfg = (parts["1"] / "config.yaml").read_text()
+    assert "\nalpha: " in cfg
+    (parts["1"] / "config.yaml").write_text(cfg.replace("\nalpha: ", "\nalpha: 0.123 #", 1))
+    with pytest.raises(ValueError, match="differ in alpha"):
+        read_group([parts["0"], parts["1"]])
+
+
 def test_bad_cli_input_fails_before_compiling():
     out = subprocess.run([sys.executable, "-m", "meharl.cli", "train", "env=mpe/nope"], capture_output=True, text=True)
     assert out.returncode == 2 and "unknown env 'mpe/nope'" in out.stderr and "mpe/simple_spread" in out.stderr
