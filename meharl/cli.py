@@ -2,8 +2,9 @@
 
     meharl train [key=value ...]        e.g. meharl train env=mpe/simple_spread seeds=0,1,2 total_steps=200000
     meharl eval RUN_DIR [--episodes N]
-    meharl plot RUN_DIR [RUN_DIR ...] [--out curve.png] [--metric eval_return_mean]
-                                        RUN_DIR,RUN_DIR,...: seeds of one config run apart, one curve
+    meharl plot RUN_DIR [RUN_DIR ...] [--out curve.png] [--metric eval_return_mean] [--window LO:HI]
+                                        RUN_DIR,RUN_DIR,...: seeds of one config run apart, one curve;
+                                        prints final (and window) statistics over seeds as JSON, then the PNG
     meharl solve --game hasac_3x3 --alpha 10 [--json]
     meharl list                         algorithms, environments, config keys
 
@@ -48,11 +49,20 @@ def _eval(args):
     print(json.dumps({"run_dir": args.run_dir, "blocks_done": progress["blocks_done"], "eval_return": out}))
 
 
-def _plot(args):
-    from meharl.plotting import plot_runs
+def _window(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(float(x)) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid window {text!r}: give LO:HI env steps, e.g. 500000:1000000")
+    return lo, hi
 
-    out = plot_runs(args.run_dirs, args.out, args.metric)
-    print(out)
+
+def _plot(args):
+    from meharl.plotting import plot_runs, summarize
+
+    for run_dir in args.run_dirs:  # one JSON line per curve: final and window statistics over seeds
+        print(json.dumps(summarize(run_dir, args.metric, args.window)))
+    print(plot_runs(args.run_dirs, args.out, args.metric))
 
 
 def _solve(args):
@@ -96,6 +106,8 @@ def main(argv=None):
                     "that trained different seeds")
     pl.add_argument("--out", default="learning_curves.png")
     pl.add_argument("--metric", default="eval_return_mean")
+    pl.add_argument("--window", type=_window, default=None,
+                    help="LO:HI env steps: also report each seed's mean evaluation over this window")
     pl.set_defaults(func=_plot)
     s = sub.add_parser("solve", help="exact HASPI / QRE on a matrix game")
     s.add_argument("--game", default="hasac_3x3")

@@ -49,6 +49,37 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95):
     return mean, half
 
 
+def aligned(run_dir, metric: str = "eval_return_mean"):
+    """(seeds, env steps [points], values [seeds, points]) of a run or a comma-separated group of
+    runs (:func:`read_group`), cut to the evaluations every seed has reached."""
+    group = str(run_dir).split(",")
+    curves = read_group(group, metric) if len(group) > 1 else read_curves(run_dir, metric)
+    length = min(len(x) for x, _ in curves.values())
+    seeds = sorted(curves)
+    return seeds, curves[seeds[0]][0][:length], np.stack([curves[s][1][:length] for s in seeds])
+
+
+def summarize(run_dir, metric: str = "eval_return_mean", window: tuple[int, int] | None = None) -> dict:
+    """Per-seed numbers and their mean with a 95% t-interval over seeds: the last evaluation
+    ("final") and, with ``window=(lo, hi)``, the mean of the evaluations at lo <= env steps <= hi."""
+    seeds, steps, values = aligned(run_dir, metric)
+
+    def stat(per_seed):
+        mean, half = mean_ci(per_seed[:, None])
+        return {"per_seed": dict(zip(seeds, per_seed.tolist())), "mean": float(mean[0]), "ci95": float(half[0])}
+
+    out = {"runs": str(run_dir), "metric": metric, "seeds": seeds,
+           "final": {"env_steps": int(steps[-1]), **stat(values[:, -1])}}
+    if window is not None:
+        inside = (steps >= window[0]) & (steps <= window[1])
+        if not inside.any():
+            raise ValueError(f"no evaluation of {run_dir} lies in the window {window[0]}:{window[1]} "
+                             f"(evaluations at {int(steps[0])}..{int(steps[-1])} env steps)")
+        out["window"] = {"from": window[0], "to": window[1], "evaluations": int(inside.sum()),
+                         **stat(values[:, inside].mean(1))}
+    return out
+
+
 def plot_runs(run_dirs, out_png, metric: str = "eval_return_mean", labels=None):
     """One curve per entry of ``run_dirs``: a run directory, or a comma-separated list of run
     directories of the same config with distinct seeds, merged (:func:`read_group`)."""
@@ -59,14 +90,10 @@ def plot_runs(run_dirs, out_png, metric: str = "eval_return_mean", labels=None):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, run_dir in enumerate(run_dirs):
-        group = str(run_dir).split(",")
-        curves = read_group(group, metric) if len(group) > 1 else read_curves(run_dir, metric)
-        length = min(len(x) for x, _ in curves.values())
-        steps = next(iter(curves.values()))[0][:length]
-        values = np.stack([y[:length] for _, y in curves.values()])
+        seeds, steps, values = aligned(run_dir, metric)
         mean, half = mean_ci(values)
-        label = labels[i] if labels else Path(group[0]).name
-        ax.plot(steps, mean, label=f"{label} ({len(curves)} seeds)")
+        label = labels[i] if labels else Path(str(run_dir).split(",")[0]).name
+        ax.plot(steps, mean, label=f"{label} ({len(seeds)} seeds)")
         ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(metric.replace("_", " "))

@@ -99,18 +99,35 @@ def test_eval_cli_reevaluates_a_run(cli_run):
     assert set(res["eval_return"]) == {"0", "1"} and res["eval_return"]["0"]["episodes"] == 3
 
 
-def test_plot_cli(cli_run, tmp_path):
+def test_plot_cli_prints_final_and_window_statistics(cli_run, tmp_path):
+    """Per curve one JSON line: each seed's last evaluation and its mean over the window, read
+    here straight from metrics.csv, and their mean with the 95% t-interval over the 2 seeds."""
+    from scipy import stats
+
     run_dir, _ = cli_run
     out_png = tmp_path / "curves.png"
-    subprocess.run([sys.executable, "-m", "meharl.cli", "plot", str(run_dir), str(run_dir), "--out", str(out_png)], check=True,
-                   capture_output=True)
-    assert out_png.stat().st_size > 1000
+    out = subprocess.run([sys.executable, "-m", "meharl.cli", "plot", str(run_dir), str(run_dir), "--out", str(out_png),
+                          "--window", "200:600"], check=True, capture_output=True, text=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == str(out_png) and out_png.stat().st_size > 1000
+    summary = json.loads(lines[0])
+    rows = _read(run_dir)
+    for key, pick in (("final", lambda rs: [rs[-1]]), ("window", lambda rs: [r for r in rs if 200 <= int(r["env_steps"]) <= 600])):
+        per_seed = [np.mean([float(r["eval_return_mean"]) for r in pick([r for r in rows if r["seed"] == s])]) for s in "01"]
+        got = summary[key]
+        np.testing.assert_allclose([got["per_seed"]["0"], got["per_seed"]["1"]], per_seed, rtol=1e-6)
+        np.testing.assert_allclose(got["mean"], np.mean(per_seed), rtol=1e-6)
+        np.testing.assert_allclose(got["ci95"], stats.t.ppf(0.975, 1) * np.std(per_seed, ddof=1) / np.sqrt(2), rtol=1e-6)
+    assert summary["window"]["evaluations"] == len({r["env_steps"] for r in rows if 200 <= int(r["env_steps"]) <= 600})
+    bad = subprocess.run([sys.executable, "-m", "meharl.cli", "plot", str(run_dir), "--window", "200-600"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid window '200-600'" in bad.stderr
 
 
 def test_plot_merges_seeds_run_apart_and_refuses_mixed_runs(cli_run, tmp_path):
     """Seeds 0 and 1 of cli_run written as two runs merge back to the run's own curves; the same
     seed twice, or runs whose configs differ, are refused rather than averaged."""
-    from meharl.plotting import read_curves, read_group
+    from meharl.plotting import read_curves, read_group, summarize
 
     run_dir, _ = cli_run
     rows = _read(run_dir)
@@ -128,6 +145,7 @@ def test_plot_merges_seeds_run_apart_and_refuses_mixed_runs(cli_run, tmp_path):
     assert set(merged) == {0, 1}
     for seed in (0, 1):
         np.testing.assert_array_equal(np.stack(merged[seed]), np.stack(whole[seed]))
+    assert summarize(f"{parts['0']},{parts['1']}", window=(0, 600))["window"] == summarize(run_dir, window=(0, 600))["window"]
     out_png = tmp_path / "merged.png"
     subprocess.run([sys.executable, "-m", "meharl.cli", "plot", f"{parts['0']},{parts['1']}", "--out", str(out_png)],
                    check=True, capture_output=True)
