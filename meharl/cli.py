@@ -2,7 +2,7 @@
 
     meharl train [key=value ...]        e.g. meharl train env=mpe/simple_spread seeds=0,1,2 total_steps=200000
     meharl eval RUN_DIR [--episodes N]
-    meharl plot RUN_DIR [RUN_DIR ...] [--out curve.png] [--metric eval_return_mean] [--window LO:HI]
+    meharl plot RUN_DIR [RUN_DIR ...] [--out curve.png] [--metric eval_return_mean] [--window LO:HI] [--label NAME ...]
                                         RUN_DIR,RUN_DIR,...: seeds of one config run apart, one curve;
                                         prints final (and window) statistics over seeds as JSON, then the PNG
     meharl solve --game hasac_3x3 --alpha 10 [--json]
@@ -60,9 +60,12 @@ def _window(text: str) -> tuple[int, int]:
 def _plot(args):
     from meharl.plotting import plot_runs, summarize
 
+    if args.label and len(args.label) != len(args.run_dirs):
+        raise ValueError(f"{len(args.label)} --label values ({', '.join(args.label)}) for "
+                         f"{len(args.run_dirs)} curves: give one --label per RUN_DIR argument, or none")
     for run_dir in args.run_dirs:  # one JSON line per curve: final and window statistics over seeds
         print(json.dumps(summarize(run_dir, args.metric, args.window)))
-    print(plot_runs(args.run_dirs, args.out, args.metric))
+    print(plot_runs(args.run_dirs, args.out, args.metric, args.label))
 
 
 def _solve(args):
@@ -108,6 +111,8 @@ def main(argv=None):
     pl.add_argument("--metric", default="eval_return_mean")
     pl.add_argument("--window", type=_window, default=None,
                     help="LO:HI env steps: also report each seed's mean evaluation over this window")
+    pl.add_argument("--label", action="append", default=None,
+                    help="legend name of a curve (default: its first run directory's name); once per RUN_DIR, in order")
     pl.set_defaults(func=_plot)
     s = sub.add_parser("solve", help="exact HASPI / QRE on a matrix game")
     s.add_argument("--game", default="hasac_3x3")
