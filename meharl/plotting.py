@@ -25,10 +25,10 @@ def read_group(run_dirs, metric: str = "eval_return_mean"):
     from meharl.experiment import load_run
 
     run_dirs = [Path(d) for d in run_dirs]
-    base = {k: v for k, v in load_run(run_dirs[0]).to_dict().items() if k != "seeds"}
+    configs = [{k: v for k, v in load_run(d).to_dict().items() if k != "seeds"} for d in run_dirs]
+    base = configs[0]
     curves, owner = {}, {}
-    for d in run_dirs:
-        cfg = {k: v for k, v in load_run(d).to_dict().items() if k != "seeds"}
+    for d, cfg in zip(run_dirs, configs):
         differ = sorted(k for k in base.keys() | cfg.keys() if base.get(k) != cfg.get(k))
         if differ:
             raise ValueError(f"cannot merge {run_dirs[0]} and {d}: their configs differ in {', '.join(differ)}")
