@@ -60,12 +60,13 @@ def _window(text: str) -> tuple[int, int]:
 def _plot(args):
     from meharl.plotting import plot_runs, summarize
 
-    if args.label and len(args.label) != len(args.run_dirs):
-        raise ValueError(f"{len(args.label)} --label values ({', '.join(args.label)}) for "
-                         f"{len(args.run_dirs)} curves: give one --label per RUN_DIR argument, or none")
-    for run_dir in args.run_dirs:  # one JSON line per curve: final and window statistics over seeds
-        print(json.dumps(summarize(run_dir, args.metric, args.window)))
-    print(plot_runs(args.run_dirs, args.out, args.metric, args.label))
+    # one JSON line per curve (final and window statistics over seeds), then the PNG; printed
+    # only once both succeeded, so a bad window or bad labels print nothing
+    summaries = [summarize(run_dir, args.metric, args.window) for run_dir in args.run_dirs]
+    png = plot_runs(args.run_dirs, args.out, args.metric, args.label)
+    for summary in summaries:
+        print(json.dumps(summary))
+    print(png)
 
 
 def _solve(args):

@@ -83,6 +83,9 @@ def summarize(run_dir, metric: str = "eval_return_mean", window: tuple[int, int]
 def plot_runs(run_dirs, out_png, metric: str = "eval_return_mean", labels=None):
     """One curve per entry of ``run_dirs``: a run directory, or a comma-separated list of run
     directories of the same config with distinct seeds, merged (:func:`read_group`)."""
+    if labels and len(labels) != len(run_dirs):
+        raise ValueError(f"{len(labels)} labels ({', '.join(labels)}) for {len(run_dirs)} curves: "
+                         f"give one label (--label) per curve (RUN_DIR argument), or none")
     import matplotlib
 
     matplotlib.use("Agg")

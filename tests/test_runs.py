@@ -152,7 +152,7 @@ def test_plot_merges_seeds_run_apart_and_refuses_mixed_runs(cli_run, tmp_path):
     assert out_png.stat().st_size > 1000
     two_labels = subprocess.run([sys.executable, "-m", "meharl.cli", "plot", str(run_dir), "--label", "a", "--label", "b"],
                                 capture_output=True, text=True)
-    assert two_labels.returncode == 2 and "2 --label values (a, b) for 1 curves" in two_labels.stderr
+    assert two_labels.returncode == 2 and "2 labels (a, b) for 1 curves" in two_labels.stderr
     with pytest.raises(ValueError, match="seed 0 is in both"):
         read_group([parts["0"], parts["0"]])
     cfg = (parts["1"] / "config.yaml").read_text()
