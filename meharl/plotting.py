@@ -49,10 +49,15 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95):
     return mean, half
 
 
+def group_dirs(run_dir) -> list[str]:
+    """The run directories of one curve: a run directory or a comma-separated group of them."""
+    return str(run_dir).split(",")
+
+
 def aligned(run_dir, metric: str = "eval_return_mean"):
     """(seeds, env steps [points], values [seeds, points]) of a run or a comma-separated group of
     runs (:func:`read_group`), cut to the evaluations every seed has reached."""
-    group = str(run_dir).split(",")
+    group = group_dirs(run_dir)
     curves = read_group(group, metric) if len(group) > 1 else read_curves(run_dir, metric)
     length = min(len(x) for x, _ in curves.values())
     seeds = sorted(curves)
@@ -95,7 +100,7 @@ def plot_runs(run_dirs, out_png, metric: str = "eval_return_mean", labels=None):
     for i, run_dir in enumerate(run_dirs):
         seeds, steps, values = aligned(run_dir, metric)
         mean, half = mean_ci(values)
-        label = labels[i] if labels else Path(str(run_dir).split(",")[0]).name
+        label = labels[i] if labels else Path(group_dirs(run_dir)[0]).name
         ax.plot(steps, mean, label=f"{label} ({len(seeds)} seeds)")
         ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
     ax.set_xlabel("environment steps")
