@@ -1,0 +1,94 @@
+"""Scripted policies: yardsticks for learned returns and checks of the environments' scales.
+
+A policy here is ``act(key, env_state, ts) -> actions`` over one environment of meharl's JAX
+protocol (``env_state`` and the last ``TimeStep``), and :func:`rollout` plays it for a batch
+of episodes. ``bench/mpe_scripted.py`` and ``bench/smax_scripted.py`` report them.
+"""
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+
+
+def uniform_random(spec):
+    """Uniform actions in [-1, 1] (continuous agents of one action size)."""
+    def act(key, env_state, ts):
+        return jax.random.uniform(key, (spec.n_agents, spec.max_action_dim), minval=-1.0, maxval=1.0)
+
+    return act
+
+
+def spread_assignment(n_agents: int, kp: float, kd: float):
+    """MPE simple_spread (continuous, ``action_map="box"``): at every step the assignment of
+    agents to landmarks with the least total distance (all permutations), each agent
+    accelerating toward its landmark with u = clip(kp * (landmark - position) - kd * velocity)."""
+    perms = jnp.array(list(itertools.permutations(range(n_agents))))
+
+    def act(key, env_state, ts):
+        s = env_state[0]  # JaxMARL's MPE state (meharl's MPE adds a step counter)
+        pos, vel, landmarks = s.p_pos[:n_agents], s.p_vel[:n_agents], s.p_pos[n_agents:]
+        dist = jnp.linalg.norm(pos[:, None] - landmarks[None], axis=-1)  # [agent, landmark]
+        best = perms[jnp.argmin(dist[jnp.arange(n_agents), perms].sum(1))]
+        u = jnp.clip(kp * (landmarks[best] - pos) - kd * vel, -1.0, 1.0)
+        # MPE moves by (a[2] - a[1], a[4] - a[3]), a in Box(0, 1), which "box" maps from [-1, 1]
+        a = jnp.stack([jnp.zeros(n_agents), -u[:, 0], u[:, 0], -u[:, 1], u[:, 1]], 1).clip(0.0, 1.0)
+        return 2.0 * a - 1.0
+
+    return act
+
+
+SMAX_N_MOVES = 4  # SMAX discrete actions: 0-3 move north, east, south, west; 4 stop; 5 + j attack enemy j
+SMAX_DIRECTIONS = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0], [-1.0, 0.0]])
+SMAX_POLICIES = ("first", "focus")
+
+
+def smax_attack(n_allies: int, policy: str):
+    """SMAX allies: attack an enemy in range (``first``: the lowest index; ``focus``: the one
+    with the least health, focus fire), else advance along the cardinal direction closest to the
+    alive enemy nearest the allies' centroid, so the team stays together (stop if unavailable)."""
+    if policy not in SMAX_POLICIES:
+        raise ValueError(f"unknown SMAX scripted policy {policy!r}. Valid choices: {', '.join(SMAX_POLICIES)}")
+
+    def act(key, env_state, ts):
+        s = env_state.state
+        pos, alive = s.unit_positions, s.unit_alive
+        centroid = jnp.sum(pos[:n_allies] * alive[:n_allies, None], 0) / jnp.maximum(alive[:n_allies].sum(), 1)
+        gap = jnp.where(alive[n_allies:], jnp.linalg.norm(pos[n_allies:] - centroid, axis=1), jnp.inf)
+        goal = pos[n_allies:][jnp.argmin(gap)]
+
+        def one(i):
+            in_range = ts.action_mask[i, SMAX_N_MOVES + 1:]
+            priority = (-s.unit_health[n_allies:] if policy == "focus"
+                        else -jnp.arange(in_range.shape[0], dtype=jnp.float32))
+            target = jnp.argmax(jnp.where(in_range, priority, -jnp.inf))
+            move = jnp.argmax(SMAX_DIRECTIONS @ (goal - pos[i]))
+            advance = jnp.where(ts.action_mask[i, move], move, SMAX_N_MOVES)
+            return jnp.where(in_range.any(), SMAX_N_MOVES + 1 + target, advance)
+
+        return jax.vmap(one)(jnp.arange(n_allies))
+
+    return act
+
+
+def rollout(env, act, episodes: int, seed: int = 0):
+    """(episode returns [episodes], won [episodes]) of ``act`` over the first episode from each
+    of ``episodes`` resets; rewards after the episode's end are not counted."""
+    def episode(key):
+        key, reset_key = jax.random.split(key)
+        env_state, ts = env.reset(reset_key)
+
+        def step(carry, _):
+            key, env_state, ts, done, ret, won = carry
+            key, act_key, step_key = jax.random.split(key, 3)
+            env_state, ts = env.step(step_key, env_state, act(act_key, env_state, ts))
+            ret = ret + jnp.where(done, 0.0, ts.reward)
+            won = won | (~done & ts.won)
+            return (key, env_state, ts, done | ts.terminated | ts.truncated, ret, won), None
+
+        init = (key, env_state, ts, jnp.asarray(False), jnp.asarray(0.0), jnp.asarray(False))
+        carry, _ = jax.lax.scan(step, init, None, env.spec.max_steps)
+        return carry[-2], carry[-1]
+
+    return jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(seed), episodes))
