@@ -2,7 +2,7 @@
 
 A policy here is ``act(key, env_state, ts) -> actions`` over one environment of meharl's JAX
 protocol (``env_state`` and the last ``TimeStep``), and :func:`rollout` plays it for a batch
-of episodes. ``bench/mpe_scripted.py`` and ``bench/smax_scripted.py`` report them.
+of episodes. ``bench/scripted.py`` reports them.
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+
+from meharl.runners.offpolicy import play_episodes
 
 
 def uniform_random(spec):
@@ -73,22 +75,9 @@ def smax_attack(n_allies: int, policy: str):
 
 
 def rollout(env, act, episodes: int, seed: int = 0):
-    """(episode returns [episodes], won [episodes]) of ``act`` over the first episode from each
-    of ``episodes`` resets; rewards after the episode's end are not counted."""
-    def episode(key):
-        key, reset_key = jax.random.split(key)
-        env_state, ts = env.reset(reset_key)
+    """(episode returns [episodes], won [episodes]) of ``act`` over ``episodes`` fresh episodes
+    (the evaluation loop of the runners, :func:`meharl.runners.offpolicy.play_episodes`)."""
+    def batched(key, env_state, ts):
+        return jax.vmap(act)(jax.random.split(key, episodes), env_state, ts)
 
-        def step(carry, _):
-            key, env_state, ts, done, ret, won = carry
-            key, act_key, step_key = jax.random.split(key, 3)
-            env_state, ts = env.step(step_key, env_state, act(act_key, env_state, ts))
-            ret = ret + jnp.where(done, 0.0, ts.reward)
-            won = won | (~done & ts.won)
-            return (key, env_state, ts, done | ts.terminated | ts.truncated, ret, won), None
-
-        init = (key, env_state, ts, jnp.asarray(False), jnp.asarray(0.0), jnp.asarray(False))
-        carry, _ = jax.lax.scan(step, init, None, env.spec.max_steps)
-        return carry[-2], carry[-1]
-
-    return jax.jit(jax.vmap(episode))(jax.random.split(jax.random.PRNGKey(seed), episodes))
+    return jax.jit(lambda key: play_episodes(env, batched, key, episodes))(jax.random.PRNGKey(seed))

@@ -171,8 +171,8 @@ def test_registry_lists_every_matrix_game():
 
 def test_simple_spread_scores_on_the_papers_scale():
     # The yardsticks: uniformly random actions about -72, a hand-coded landmark
-    # assignment about -18 (1000 episodes, bench/scripted.py: -74.7 and -18.0). Over these 200
-    # episodes the standard errors are 1.7 and 0.6, so the bounds sit 3.5+ errors from the
+    # assignment about -18 (1000 episodes, bench/scripted.py: -74.6 and -18.1). Over these 200
+    # episodes the standard errors are 1.8 and 0.6, so the bounds sit 3.5+ errors from the
     # expected means; the reference's PettingZoo 1.22 self-collision offset (-37.5) fails both.
     from meharl.scripted import rollout, spread_assignment, uniform_random
 

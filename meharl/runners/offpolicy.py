@@ -172,19 +172,27 @@ class OffPolicyRunner:
     def evaluate(self, algo_state, key):
         """Deterministic policy, ``eval_episodes`` fresh episodes in parallel.
         Returns per-episode (team return, won)."""
-        n_ep = self.cfg.eval_episodes
-        k_reset, k_run = jax.random.split(key)
-        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_reset, n_ep))
+        def act(k, env_state, ts):
+            return self.algo.env_actions(self.algo.act(algo_state, ts.obs, ts.action_mask, k, deterministic=True))
 
-        def step(carry, k):
-            env_state, ts, ret, won, running = carry
-            k_act, k_env = jax.random.split(k)
-            actions = self.algo.env_actions(self.algo.act(algo_state, ts.obs, ts.action_mask, k_act, deterministic=True))
-            env_state, nts = jax.vmap(self.env.step)(jax.random.split(k_env, n_ep), env_state, actions)
-            ret = ret + running * nts.reward
-            won = jnp.where(running & nts.done, nts.won, won)
-            return (env_state, nts, ret, won, running & ~nts.done), None
+        return play_episodes(self.env, act, key, self.cfg.eval_episodes)
 
-        init = (env_state, ts, jnp.zeros(n_ep), jnp.zeros(n_ep, bool), jnp.ones(n_ep, bool))
-        (_, _, ret, won, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, self.env.spec.max_steps))
-        return ret, won
+
+def play_episodes(env, act, key, n_episodes: int):
+    """Per-episode (team return, won) of ``n_episodes`` fresh episodes played in parallel by
+    ``act(key, env_states, timesteps) -> actions`` (batched over the episodes); what comes
+    after an episode's end is not counted."""
+    k_reset, k_run = jax.random.split(key)
+    env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, n_episodes))
+
+    def step(carry, k):
+        env_state, ts, ret, won, running = carry
+        k_act, k_env = jax.random.split(k)
+        env_state, nts = jax.vmap(env.step)(jax.random.split(k_env, n_episodes), env_state, act(k_act, env_state, ts))
+        ret = ret + running * nts.reward
+        won = jnp.where(running & nts.done, nts.won, won)
+        return (env_state, nts, ret, won, running & ~nts.done), None
+
+    init = (env_state, ts, jnp.zeros(n_episodes), jnp.zeros(n_episodes, bool), jnp.ones(n_episodes, bool))
+    (_, _, ret, won, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.spec.max_steps))
+    return ret, won
