@@ -29,7 +29,7 @@ def policies(env_name: str, env) -> dict:
                 **{f"assignment kp={kp} kd={kd}": scripted.spread_assignment(env.spec.n_agents, kp, kd)
                    for kp, kd in SPREAD_GAINS}}
     if env_name.startswith("smax/"):
-        return {p: scripted.smax_attack(env.n_allies, p) for p in scripted.SMAX_POLICIES}
+        return {p: scripted.smax_attack(env, p) for p in scripted.SMAX_POLICIES}
     raise ValueError(f"no scripted policies for {env_name!r}. Valid choices: mpe/simple_spread, smax/<map>")
 
 

@@ -41,17 +41,21 @@ def spread_assignment(n_agents: int, kp: float, kd: float):
     return act
 
 
-SMAX_N_MOVES = 4  # SMAX discrete actions: 0-3 move north, east, south, west; 4 stop; 5 + j attack enemy j
-SMAX_DIRECTIONS = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0], [-1.0, 0.0]])
+SMAX_DIRECTIONS = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0], [-1.0, 0.0]])  # moves 0-3: N, E, S, W
 SMAX_POLICIES = ("first", "focus")
 
 
-def smax_attack(n_allies: int, policy: str):
-    """SMAX allies: attack an enemy in range (``first``: the lowest index; ``focus``: the one
-    with the least health, focus fire), else advance along the cardinal direction closest to the
-    alive enemy nearest the allies' centroid, so the team stays together (stop if unavailable)."""
+def smax_attack(env, policy: str):
+    """SMAX allies (``env``: meharl's ``smax/<map>``): attack an enemy in range (``first``: the
+    lowest index; ``focus``: the one with the least health, focus fire), else advance along the
+    cardinal direction closest to the alive enemy nearest the allies' centroid, so the team stays
+    together (stop if unavailable)."""
     if policy not in SMAX_POLICIES:
         raise ValueError(f"unknown SMAX scripted policy {policy!r}. Valid choices: {', '.join(SMAX_POLICIES)}")
+    n_allies = env.n_allies
+    # JaxMARL's ally actions: the moves of SMAX_DIRECTIONS, then stop, then attack enemy j
+    stop = env.env.num_movement_actions - 1
+    assert stop == len(SMAX_DIRECTIONS), f"JaxMARL SMAX has {stop} moves, SMAX_DIRECTIONS {len(SMAX_DIRECTIONS)}"
 
     def act(key, env_state, ts):
         s = env_state.state
@@ -61,23 +65,24 @@ def smax_attack(n_allies: int, policy: str):
         goal = pos[n_allies:][jnp.argmin(gap)]
 
         def one(i):
-            in_range = ts.action_mask[i, SMAX_N_MOVES + 1:]
+            in_range = ts.action_mask[i, stop + 1:]
             priority = (-s.unit_health[n_allies:] if policy == "focus"
                         else -jnp.arange(in_range.shape[0], dtype=jnp.float32))
             target = jnp.argmax(jnp.where(in_range, priority, -jnp.inf))
             move = jnp.argmax(SMAX_DIRECTIONS @ (goal - pos[i]))
-            advance = jnp.where(ts.action_mask[i, move], move, SMAX_N_MOVES)
-            return jnp.where(in_range.any(), SMAX_N_MOVES + 1 + target, advance)
+            advance = jnp.where(ts.action_mask[i, move], move, stop)
+            return jnp.where(in_range.any(), stop + 1 + target, advance)
 
         return jax.vmap(one)(jnp.arange(n_allies))
 
     return act
 
 
-def rollout(env, act, episodes: int, seed: int = 0):
+def rollout(env, act, episodes: int, seed: int = 0, record=None):
     """(episode returns [episodes], won [episodes]) of ``act`` over ``episodes`` fresh episodes
-    (the evaluation loop of the runners, :func:`meharl.runners.offpolicy.play_episodes`)."""
+    (the evaluation loop of the runners, :func:`meharl.runners.offpolicy.play_episodes`, which
+    also returns the trace of ``record`` when given)."""
     def batched(key, env_state, ts):
         return jax.vmap(act)(jax.random.split(key, episodes), env_state, ts)
 
-    return jax.jit(lambda key: play_episodes(env, batched, key, episodes))(jax.random.PRNGKey(seed))
+    return jax.jit(lambda key: play_episodes(env, batched, key, episodes, record))(jax.random.PRNGKey(seed))

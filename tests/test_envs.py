@@ -141,9 +141,10 @@ def test_smax_state_is_the_world_state_with_positions_scaled_to_the_map():
 
 
 def test_smax_time_limit_is_a_truncation():
-    # allies that only "stop" (action 4) at the far side of the map: nobody dies in 3 steps
+    # allies that only "stop" at the far side of the map: nobody dies in 3 steps
     env = make("smax/3m", max_steps=3)
-    length, ts = _smax_episode(env, lambda ts, k: jnp.full((3,), 4), jax.random.PRNGKey(0))
+    stop = env.env.num_movement_actions - 1  # JaxMARL's actions: moves, stop, attacks
+    length, ts = _smax_episode(env, lambda ts, k: jnp.full((3,), stop), jax.random.PRNGKey(0))
     assert length == 3 and bool(ts.truncated) and not bool(ts.terminated) and not bool(ts.won)
 
 
@@ -158,7 +159,7 @@ def test_smax_wipe_out_is_a_termination_and_dead_agents_can_only_stop():
     assert length < 100 and bool(ts.terminated) and not bool(ts.truncated)
     mask = np.asarray(ts.action_mask)
     for i in np.flatnonzero(~np.asarray(ts.alive)):
-        assert mask[i].tolist() == [False] * 4 + [True] + [False] * (mask.shape[1] - 5)
+        assert np.flatnonzero(mask[i]).tolist() == [env.env.num_movement_actions - 1]  # stop only
     # a battle ending with no ally alive is never won
     assert bool(ts.won) == bool(np.asarray(ts.alive).any())
 
@@ -178,6 +179,10 @@ def test_simple_spread_scores_on_the_papers_scale():
 
     env = make("mpe/simple_spread", action_map="box")
     random_returns, _ = rollout(env, uniform_random(env.spec), 200)
-    assigned_returns, _ = rollout(env, spread_assignment(env.spec.n_agents, kp=4.0, kd=1.0), 200)
+    assigned_returns, _, rewards = rollout(env, spread_assignment(env.spec.n_agents, kp=4.0, kd=1.0), 200,
+                                           record=lambda env_state, ts: ts.reward)
     assert -82 < float(random_returns.mean()) < -68
     assert float(assigned_returns.mean()) > -21
+    # the recorded trace is the episodes' rewards step by step (25 steps, none after the end)
+    assert rewards.shape == (25, 200)
+    np.testing.assert_allclose(np.asarray(rewards).sum(0), np.asarray(assigned_returns), rtol=1e-5)

@@ -178,10 +178,11 @@ class OffPolicyRunner:
         return play_episodes(self.env, act, key, self.cfg.eval_episodes)
 
 
-def play_episodes(env, act, key, n_episodes: int):
+def play_episodes(env, act, key, n_episodes: int, record=None):
     """Per-episode (team return, won) of ``n_episodes`` fresh episodes played in parallel by
     ``act(key, env_states, timesteps) -> actions`` (batched over the episodes); what comes
-    after an episode's end is not counted."""
+    after an episode's end is not counted. With ``record(env_states, timesteps) -> pytree``,
+    also the pytree after every step, stacked [max_steps, ...] (diagnostics of the behaviour)."""
     k_reset, k_run = jax.random.split(key)
     env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, n_episodes))
 
@@ -191,8 +192,8 @@ def play_episodes(env, act, key, n_episodes: int):
         env_state, nts = jax.vmap(env.step)(jax.random.split(k_env, n_episodes), env_state, act(k_act, env_state, ts))
         ret = ret + running * nts.reward
         won = jnp.where(running & nts.done, nts.won, won)
-        return (env_state, nts, ret, won, running & ~nts.done), None
+        return (env_state, nts, ret, won, running & ~nts.done), None if record is None else record(env_state, nts)
 
     init = (env_state, ts, jnp.zeros(n_episodes), jnp.zeros(n_episodes, bool), jnp.ones(n_episodes, bool))
-    (_, _, ret, won, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.spec.max_steps))
-    return ret, won
+    (_, _, ret, won, _), trace = jax.lax.scan(step, init, jax.random.split(k_run, env.spec.max_steps))
+    return (ret, won) if record is None else (ret, won, trace)
