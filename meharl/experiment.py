@@ -7,7 +7,7 @@ Run directory layout::
     metrics.csv        one row per (seed, evaluation): seed, env_steps, wall_time, eval_return_mean, ...
     marl_eval.json     marl-eval's raw-data format (per-episode eval returns per seed and step)
     tb/                TensorBoard events
-    learning_curve.png mean and 95% interval over seeds
+    learning_curve.png mean and 95% interval over seeds of the eval return (win rate on battles)
     checkpoint.npz     the whole training state of all seeds (+ checkpoint.json)
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ import yaml
 
 from meharl.algorithms import ALGORITHMS
 from meharl.config import Config, env_options, from_dict, resolve
-from meharl.envs import is_host, make
+from meharl.envs import headline_metric, is_host, make
 from meharl.runners.host import HostOffPolicyRunner
 from meharl.runners.offpolicy import OffPolicyRunner
 
@@ -209,7 +209,7 @@ class Experiment:
         self._tensorboard(rows)
         from meharl.plotting import plot_runs
 
-        plot_runs([self.run_dir], self.run_dir / "learning_curve.png")
+        plot_runs([self.run_dir], self.run_dir / "learning_curve.png", headline_metric(cfg.env))
         self.state = rs
         return rows
 

@@ -26,6 +26,7 @@ SMAC_MAPS = ("3m", "8m", "25m", "2s3z", "3s5z", "5m_vs_6m", "8m_vs_9m", "10m_vs_
 FOOTBALL_SCENARIOS = ("academy_3_vs_1_with_keeper", "academy_counterattack_easy", "academy_counterattack_hard",
                       "academy_pass_and_shoot_with_keeper", "academy_run_pass_and_shoot_with_keeper", "academy_corner")
 HOST_FAMILIES = ("mamujoco", "pz_mpe", "smac", "football")
+WIN_FAMILIES = ("smax", "smac", "football")  # battles won, goals scored: judged by eval_win_rate
 
 
 def _registry():
@@ -68,6 +69,12 @@ def register(name: str, make_env) -> None:
     if name.count("/") != 1 or name in ENVS:
         raise ValueError(f"invalid env name {name!r}: use a new 'family/task' name")
     _REGISTERED[name] = make_env
+
+
+def headline_metric(name: str) -> str:
+    """The metrics.csv column a run of ``name`` is judged by: the win (score) rate where the
+    task has wins, else the evaluation return."""
+    return "eval_win_rate" if name.split("/", 1)[0] in WIN_FAMILIES else "eval_return_mean"
 
 
 def is_host(name: str) -> bool:
