@@ -1,0 +1,108 @@
+"""Where a simple_spread policy loses return: control or assignment.
+
+simple_spread's team reward at a step is -n * (sum over landmarks of the distance to the
+nearest agent) - collisions. This plays a trained run's deterministic policy (its last
+checkpoint) and the scripted landmark-assignment controller (``meharl.scripted``, kp 4 kd 1,
+-18 per episode) on the same episodes and reports, per policy:
+  return                mean team return
+  reward_by_step        mean team reward at each of the 25 steps (how fast, how close)
+  coverage_final        sum over landmarks of the nearest agent's distance at the last step
+  assigned_final        mean distance of an agent to its landmark under the least-total-distance
+                        assignment at the last step (control precision)
+  covered_final         fraction of landmarks with an agent within 0.1 at the last step
+  one_to_one_final      fraction of episodes whose agents' nearest landmarks are all distinct
+                        at the last step (a failed assignment: two agents on one landmark)
+  speed_final           mean agent speed at the last step (still moving or braked)
+  collisions            mean agent-agent collisions (pairs in contact) per episode
+
+Usage:
+  python bench/spread_diagnosis.py RUN_DIR [--episodes 1000] [--seed-index 0] [--out diag.json]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from meharl import scripted
+from meharl.experiment import Experiment, load_run
+from meharl.runners.offpolicy import play_episodes
+
+
+def positions(env_state, ts):
+    """The record of every step: team reward, agents' positions and velocities, landmarks."""
+    s = env_state[0]  # JaxMARL's MPE state, batched over episodes
+    return {"reward": ts.reward, "pos": s.p_pos, "vel": s.p_vel}
+
+
+def summarize(ret, trace, n_agents: int, agent_size: float) -> dict:
+    reward = np.asarray(trace["reward"])  # [steps, episodes]
+    pos = np.asarray(trace["pos"])  # [steps, episodes, entities, 2]
+    agents, landmarks = pos[:, :, :n_agents], pos[:, :, n_agents:]
+    dist = np.linalg.norm(agents[:, :, :, None] - landmarks[:, :, None], axis=-1)  # [t, e, agent, landmark]
+    last = dist[-1]
+    perms = np.array(list(itertools.permutations(range(n_agents))))
+    assigned = last[:, np.arange(n_agents), perms].sum(-1).min(-1) / n_agents  # [e]
+    nearest = last.argmin(-1)  # [e, agent]
+    one_to_one = np.array([len(set(row)) == n_agents for row in nearest])
+    gap = np.linalg.norm(agents[:, :, :, None] - agents[:, :, None], axis=-1)
+    pairs = np.triu(np.ones((n_agents, n_agents), bool), 1)
+    collisions = (gap[..., pairs] < 2 * agent_size).sum((0, 2))  # [e]
+    return {
+        "return": float(np.mean(ret)),
+        "reward_by_step": [round(float(r), 3) for r in reward.mean(1)],
+        "coverage_final": float(last.min(1).sum(-1).mean()),
+        "assigned_final": float(assigned.mean()),
+        "covered_final": float((last.min(1) < 0.1).mean()),
+        "one_to_one_final": float(one_to_one.mean()),
+        "speed_final": float(np.linalg.norm(np.asarray(trace["vel"])[-1, :, :n_agents], axis=-1).mean()),
+        "collisions": float(collisions.mean()),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, default=1000)
+    p.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (position in its seeds list)")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    cfg = load_run(a.run_dir)
+    if cfg.env != "mpe/simple_spread" or cfg.mpe_action_map != "box":
+        raise ValueError(f"{a.run_dir} trains env={cfg.env} mpe_action_map={cfg.mpe_action_map}; "
+                         f"this diagnosis needs env=mpe/simple_spread mpe_action_map=box (the controller's actions)")
+    if not 0 <= a.seed_index < len(cfg.seeds):
+        raise ValueError(f"invalid --seed-index {a.seed_index}: {a.run_dir} trains seeds {cfg.seeds}, "
+                         f"give 0..{len(cfg.seeds) - 1}")
+    exp = Experiment(cfg, a.run_dir, quiet=True)
+    rs, progress = exp.load_checkpoint()
+    if rs is None:
+        raise FileNotFoundError(f"no checkpoint in {a.run_dir} (expected checkpoint.npz)")
+    algo_state = jax.tree.map(lambda x: x[a.seed_index], rs.algo)  # states carry a leading seed axis
+    runner, env = exp.runner, exp.runner.env
+    n = env.spec.n_agents
+
+    def hasac(k, env_state, ts):
+        return runner.algo.env_actions(runner.algo.act(algo_state, ts.obs, ts.action_mask, k, deterministic=True))
+
+    key = jax.random.PRNGKey(0)  # scripted.rollout's episodes: the same for both policies
+    ret, _, trace = jax.jit(lambda k: play_episodes(env, hasac, k, a.episodes, positions))(key)
+    steps = progress["rows"][-1]["env_steps"]
+    agent_size = float(env.env.rad[0])  # JaxMARL's simple_spread: agents 0.15, landmarks 0.05
+    result = {"run_dir": a.run_dir, "env_steps": steps, "episodes": a.episodes,
+              "hasac": summarize(ret, trace, n, agent_size)}
+    ret, _, trace = scripted.rollout(env, scripted.spread_assignment(n, 4.0, 1.0), a.episodes, 0, positions)
+    result["assignment kp=4 kd=1"] = summarize(ret, trace, n, agent_size)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
