@@ -22,17 +22,23 @@ def uniform_random(spec):
     return act
 
 
+def best_assignment(dist):
+    """The landmark of each agent under the assignment with the least total distance, over all
+    permutations; ``dist`` [agent, landmark]."""
+    n = dist.shape[0]
+    perms = jnp.array(list(itertools.permutations(range(n))))
+    return perms[jnp.argmin(dist[jnp.arange(n), perms].sum(1))]
+
+
 def spread_assignment(n_agents: int, kp: float, kd: float):
     """MPE simple_spread (continuous, ``action_map="box"``): at every step the assignment of
-    agents to landmarks with the least total distance (all permutations), each agent
+    agents to landmarks with the least total distance (:func:`best_assignment`), each agent
     accelerating toward its landmark with u = clip(kp * (landmark - position) - kd * velocity)."""
-    perms = jnp.array(list(itertools.permutations(range(n_agents))))
-
     def act(key, env_state, ts):
         s = env_state[0]  # JaxMARL's MPE state (meharl's MPE adds a step counter)
         pos, vel, landmarks = s.p_pos[:n_agents], s.p_vel[:n_agents], s.p_pos[n_agents:]
         dist = jnp.linalg.norm(pos[:, None] - landmarks[None], axis=-1)  # [agent, landmark]
-        best = perms[jnp.argmin(dist[jnp.arange(n_agents), perms].sum(1))]
+        best = best_assignment(dist)
         u = jnp.clip(kp * (landmarks[best] - pos) - kd * vel, -1.0, 1.0)
         # MPE moves by (a[2] - a[1], a[4] - a[3]), a in Box(0, 1), which "box" maps from [-1, 1]
         a = jnp.stack([jnp.zeros(n_agents), -u[:, 0], u[:, 0], -u[:, 1], u[:, 1]], 1).clip(0.0, 1.0)
