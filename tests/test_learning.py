@@ -61,12 +61,13 @@ def _random_policy_return(env_name, episodes=200):
 
 
 def test_hasac_simple_spread_beats_random(tmp_path):
-    # A short, small run (the full-size one is bench/hasac_mpe.py). Uniform actions over MPE's
-    # Box(0, 1) score about -78 per episode here; seeds 0 and 1 reach -66 and -64 at 50k steps
-    # (returns first drop while the policy learns to move, then rise above random).
+    # A short, small run with the simple_spread preset (the full-size one is bench/hasac_mpe.py).
+    # Uniform actions over MPE's Box(0, 1) score about -78 per episode here; seeds 0 and 1 reach
+    # -58.9 and -54.9 at 50k steps (returns first drop while the policy learns to move, then rise
+    # above random), 19 and 23 above it; the bound asks for 12, room for another machine's floats.
     random_return = _random_policy_return("mpe/simple_spread")
     exp = train({"env": "mpe/simple_spread", "seeds": "0,1", "hidden_sizes": "64,64", "batch_size": 256,
                  "total_steps": 50_000, "warmup_steps": 5_000, "eval_interval": 5_000, "update_per_train": 2}, run_dir=tmp_path, quiet=True)
     final = [r["eval_return_mean"] for r in exp.rows if r["env_steps"] == 50_000]
     assert -85 < random_return < -70
-    assert min(final) > random_return + 7, (final, random_return)
+    assert min(final) > random_return + 12, (final, random_return)
