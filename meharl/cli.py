@@ -2,7 +2,7 @@
 
     meharl train [key=value ...]        e.g. meharl train env=mpe/simple_spread seeds=0,1,2 total_steps=200000
     meharl eval RUN_DIR [--episodes N]
-    meharl plot RUN_DIR [RUN_DIR ...] [--out curve.png] [--metric eval_return_mean] [--window LO:HI] [--label NAME ...]
+    meharl plot RUN_DIR [RUN_DIR ...] [--out curve.png] [--metric COLUMN] [--window LO:HI] [--label NAME ...]
                                         RUN_DIR,RUN_DIR,...: seeds of one config run apart, one curve;
                                         prints final (and window) statistics over seeds as JSON, then the PNG
     meharl solve --game hasac_3x3 --alpha 10 [--json]
@@ -58,8 +58,9 @@ def _window(text: str) -> tuple[int, int]:
 
 
 def _plot(args):
-    from meharl.plotting import plot_runs, summarize
+    from meharl.plotting import headline_metric_of, plot_runs, summarize
 
+    args.metric = args.metric or headline_metric_of(args.run_dirs)
     # one JSON line per curve (final and window statistics over seeds), then the PNG; printed
     # only once both succeeded, so a bad window or bad labels print nothing
     summaries = [summarize(run_dir, args.metric, args.window) for run_dir in args.run_dirs]
@@ -109,7 +110,8 @@ def main(argv=None):
     pl.add_argument("run_dirs", nargs="+", help="one curve each; DIR1,DIR2,... merges runs of one config "
                     "that trained different seeds")
     pl.add_argument("--out", default="learning_curves.png")
-    pl.add_argument("--metric", default="eval_return_mean")
+    pl.add_argument("--metric", default=None, help="a metrics.csv column (default: eval_win_rate for "
+                    "battles and football, else eval_return_mean)")
     pl.add_argument("--window", type=_window, default=None,
                     help="LO:HI env steps: also report each seed's mean evaluation over this window")
     pl.add_argument("--label", action="append", default=None,

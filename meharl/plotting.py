@@ -13,7 +13,10 @@ def read_curves(run_dir, metric: str = "eval_return_mean"):
     """{seed: (env_steps array, metric array)} from a run's metrics.csv."""
     curves = defaultdict(list)
     with open(Path(run_dir) / "metrics.csv") as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        if metric not in reader.fieldnames:
+            raise ValueError(f"unknown metric {metric!r} in {run_dir}/metrics.csv; its columns: {', '.join(reader.fieldnames)}")
+        for row in reader:
             curves[int(row["seed"])].append((int(row["env_steps"]), float(row[metric])))
     return {s: tuple(np.array(v).T) for s, v in curves.items()}
 
@@ -37,6 +40,21 @@ def read_group(run_dirs, metric: str = "eval_return_mean"):
                 raise ValueError(f"seed {seed} is in both {owner[seed]} and {d}; merge runs of distinct seeds")
             curves[seed], owner[seed] = curve, d
     return curves
+
+
+def headline_metric_of(run_dirs) -> str:
+    """The metric the runs are judged by (``envs.headline_metric`` of each run's env): the win
+    rate on battles and football, else the return; runs that disagree need an explicit metric."""
+    from meharl.envs import headline_metric
+    from meharl.experiment import load_run
+
+    by_metric = defaultdict(list)
+    for d in (d for run_dir in run_dirs for d in group_dirs(run_dir)):
+        by_metric[headline_metric(load_run(d).env)].append(d)
+    if len(by_metric) > 1:
+        raise ValueError("the runs are judged by different metrics ("
+                         + "; ".join(f"{m}: {', '.join(ds)}" for m, ds in by_metric.items()) + "): give --metric")
+    return next(iter(by_metric))
 
 
 def mean_ci(values: np.ndarray, confidence: float = 0.95):

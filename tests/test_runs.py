@@ -1,6 +1,7 @@
 """Training runs end to end: outputs, exact resume, seed independence, NaN stop, CLI."""
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -160,6 +161,27 @@ def test_plot_merges_seeds_run_apart_and_refuses_mixed_runs(cli_run, tmp_path):
     (parts["1"] / "config.yaml").write_text(cfg.replace("\nalpha: ", "\nalpha: 0.123 #", 1))
     with pytest.raises(ValueError, match="differ in alpha"):
         read_group([parts["0"], parts["1"]])
+
+
+def test_plot_defaults_to_each_family_s_headline_metric(cli_run, tmp_path):
+    """`meharl plot` judges battles by the win rate (as their learning_curve.png does), refuses
+    to guess between runs judged differently, and names the columns for an unknown metric."""
+    from meharl.plotting import headline_metric_of
+
+    run_dir, _ = cli_run
+    battle = tmp_path / "battle"
+    battle.mkdir()
+    (battle / "metrics.csv").write_text((run_dir / "metrics.csv").read_text())
+    (battle / "config.yaml").write_text(re.sub(r"\nenv: .*\n", "\nenv: smax/3m\n", (run_dir / "config.yaml").read_text()))
+    assert headline_metric_of([str(run_dir)]) == "eval_return_mean"
+    assert headline_metric_of([str(battle)]) == "eval_win_rate"
+    out = subprocess.run([sys.executable, "-m", "meharl.cli", "plot", str(battle), "--out", str(tmp_path / "b.png")],
+                         check=True, capture_output=True, text=True)
+    assert json.loads(out.stdout.splitlines()[0])["metric"] == "eval_win_rate"
+    mixed = subprocess.run([sys.executable, "-m", "meharl.cli", "plot", str(run_dir), str(battle)], capture_output=True, text=True)
+    assert mixed.returncode == 2 and "judged by different metrics" in mixed.stderr and "give --metric" in mixed.stderr
+    bad = subprocess.run([sys.executable, "-m", "meharl.cli", "plot", str(run_dir), "--metric", "win"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown metric 'win'" in bad.stderr and "eval_win_rate" in bad.stderr
 
 
 def test_bad_cli_input_fails_before_compiling():
