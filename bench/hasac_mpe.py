@@ -1,4 +1,5 @@
-"""HASAC on MPE simple_spread (continuous) with the papers' MPE settings.
+"""HASAC on MPE simple_spread (continuous) with its preset (meharl/config.py; the papers' MPE
+settings are `mpe_action_map=reference n_step=20 critic_layer_norm=false gamma=0.99`).
 
 Reports, as JSON (stdout and --out):
   env_steps_per_s      env steps / training wall time (compilation excluded, see below)
