@@ -42,11 +42,16 @@ def _train(args):
 
 
 def _eval(args):
-    from meharl.experiment import evaluate_run
+    from meharl.envs import headline_metric
+    from meharl.experiment import evaluate_run, load_run
 
-    returns, progress = evaluate_run(args.run_dir, args.episodes)
-    out = {str(s): {"mean": float(r.mean()), "std": float(r.std()), "episodes": len(r)} for s, r in returns.items()}
-    print(json.dumps({"run_dir": args.run_dir, "blocks_done": progress["blocks_done"], "eval_return": out}))
+    per_seed, progress = evaluate_run(args.run_dir, args.episodes)
+    out = {"run_dir": args.run_dir, "blocks_done": progress["blocks_done"],
+           "eval_return": {str(s): {"mean": float(r.mean()), "std": float(r.std()), "episodes": len(r)}
+                           for s, (r, _) in per_seed.items()}}
+    if headline_metric(load_run(args.run_dir).env) == "eval_win_rate":
+        out["eval_win_rate"] = {str(s): float(won.mean()) for s, (_, won) in per_seed.items()}
+    print(json.dumps(out))
 
 
 def _window(text: str) -> tuple[int, int]:

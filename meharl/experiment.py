@@ -229,7 +229,7 @@ def load_run(run_dir) -> Config:
 
 def evaluate_run(run_dir, eval_episodes: int | None = None):
     """Re-evaluate a saved run's last checkpoint with the deterministic policy.
-    Returns {seed: per-episode returns}."""
+    Returns ({seed: (per-episode returns, per-episode won)}, checkpoint progress)."""
     cfg = load_run(run_dir)
     if eval_episodes is not None:
         cfg.eval_episodes = eval_episodes
@@ -238,4 +238,4 @@ def evaluate_run(run_dir, eval_episodes: int | None = None):
     if rs is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir} (expected checkpoint.npz)")
     ret, won = exp.loop.evaluate(rs.algo, exp.eval_keys(progress["blocks_done"] + 1))
-    return {seed: np.asarray(ret[s]) for s, seed in enumerate(cfg.seeds)}, progress
+    return {seed: (np.asarray(ret[s]), np.asarray(won[s])) for s, seed in enumerate(cfg.seeds)}, progress

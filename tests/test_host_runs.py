@@ -1,11 +1,14 @@
 """Training on host-stepped environments (Gymnasium vector envs) and on SMAX: tiny smoke runs
 per family, resume, and the same numbers as the JAX MPE for the same policy."""
+import json
+
 import jax
 import numpy as np
 import pytest
 
 from meharl.config import resolve
-from meharl.experiment import Experiment
+from meharl.cli import main
+from meharl.experiment import Experiment, evaluate_run
 
 pytest.importorskip("mpe2", reason="mpe2 is a test extra: pip install -e .[test]")
 
@@ -70,12 +73,20 @@ def test_mamujoco_smoke_in_worker_processes(tmp_path):
     assert exp.runner._vec == {}  # the worker processes were shut down
 
 
-def test_smax_smoke_reports_win_rate(tmp_path):
+def test_smax_smoke_reports_win_rate(tmp_path, capfd):
     cfg = resolve({**TINY, "env": "smax/3m", "seeds": "0", "total_steps": 300, "eval_episodes": 4})
     rows = Experiment(cfg, tmp_path / "run", quiet=True).run()
     _finite_rows(rows)
     assert all(0.0 <= r["eval_win_rate"] <= 1.0 for r in rows)
     assert cfg.critic_loss == "huber" and cfg.value_norm  # the SMAC preset
+    # `meharl eval` reports the win rate of battles too, from the same episodes as the returns
+    per_seed, _ = evaluate_run(tmp_path / "run", 5)
+    returns, won = per_seed[0]
+    assert returns.shape == won.shape == (5,) and won.dtype == bool
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "5"]) == 0
+    out = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert out["eval_win_rate"] == {"0": float(won.mean())}  # evaluation is deterministic given the run
+    assert out["eval_return"]["0"]["mean"] == pytest.approx(float(returns.mean()))
 
 
 def test_a_registered_pettingzoo_env_trains_by_name(tmp_path):

@@ -98,6 +98,7 @@ def test_eval_cli_reevaluates_a_run(cli_run):
                          capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(res["eval_return"]) == {"0", "1"} and res["eval_return"]["0"]["episodes"] == 3
+    assert "eval_win_rate" not in res  # MPE has no wins (battles: tests/test_host_runs.py)
 
 
 def test_plot_cli_prints_final_and_window_statistics(cli_run, tmp_path):
