@@ -1,9 +1,10 @@
 """Where a simple_spread policy loses return: control or assignment.
 
 simple_spread's team reward at a step (JaxMARL's, local_ratio 0.5, 3 agents) is -1.5 * (sum
-over landmarks of the distance to the nearest agent) - (agent pairs in contact). This plays a trained run's deterministic policy (its last
-checkpoint) and the scripted landmark-assignment controller (``meharl.scripted``, kp 4 kd 1,
--18 per episode) on the same episodes and reports, per policy:
+over landmarks of the distance to the nearest agent) - (agent pairs in contact). This plays
+a trained run's deterministic policy (its last checkpoint) and the scripted landmark-assignment
+controller (``meharl.scripted``, kp 4 kd 1, -18 per episode) on the same episodes and reports,
+per policy:
   return                mean team return
   reward_by_step        mean team reward at each of the 25 steps (how fast, how close)
   coverage_final        sum over landmarks of the nearest agent's distance at the last step
