@@ -3,7 +3,8 @@
 A run is described by one flat :class:`Config`. ``resolve(overrides)`` starts from the
 defaults, applies the preset of the chosen algorithm and environment (the papers' tuned
 values, except where measured runs did better, commented in ``PRESETS``), then the user's
-``key=value`` overrides, and validates everything before any JAX compilation happens. The resolved config is saved with every run.
+``key=value`` overrides, and validates everything before any JAX compilation happens. The
+resolved config is saved with every run.
 """
 from __future__ import annotations
 
