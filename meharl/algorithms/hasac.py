@@ -290,7 +290,12 @@ class HASAC:
             i = perm[m]
             seen = seen.at[m].set(actions)
             p = jnp.asarray(self.param_index)[i]
-            params, opt = _index(actor_params, p), _index(actor_opt, p)
+            # unshared, agent i's parameters are untouched until its turn: reading them from ts
+            # (the pre-sampling's source) lets XLA reuse that forward pass in the loss's
+            if cfg.share_param:
+                params, opt = _index(actor_params, p), _index(actor_opt, p)
+            else:
+                params, opt = _index(ts.actor_params, p), _index(ts.actor_opt, p)
             a_idx = 0 if cfg.temperature == "shared" else i
             for _ in range(cfg.mini_epochs):
                 key, k = jax.random.split(key)
@@ -307,12 +312,9 @@ class HASAC:
                 log_alpha = log_alpha.at[i].add(upd)
                 alpha_opt = _set(alpha_opt, i, a_opt)
             # the updated agent's fresh action is what the next agents in perm play against
-            # (after the last agent nobody plays on: its resample is skipped)
+            # (the last agent's is unused: dropped when the loop is unrolled)
             key, k = jax.random.split(key)
-            a_new = jax.lax.cond(
-                m < self.n - 1,
-                lambda: self._sample_agent(params, i, batch.obs[:, i], batch.action_mask[:, i], k)[0],
-                lambda: actions[:, i])
+            a_new = self._sample_agent(params, i, batch.obs[:, i], batch.action_mask[:, i], k)[0]
             actions = actions.at[:, i].set(jax.lax.stop_gradient(a_new))
             return (actor_params, actor_opt, log_alpha, alpha_opt, actions, key,
                     losses.at[i].set(loss), logps.at[:, i].set(jax.lax.stop_gradient(logp_i)),
@@ -321,8 +323,8 @@ class HASAC:
         carry = (ts.actor_params, ts.actor_opt, ts.log_alpha, ts.alpha_opt, actions, key,
                  jnp.zeros(self.n), jnp.zeros((batch.obs.shape[0], self.n)),
                  jnp.zeros((self.n, *actions.shape)), jnp.zeros((self.n, *key.shape), key.dtype))
-        # unrolled for few agents (on CPU 3 agents update ~7% faster), rolled beyond so that
-        # 17 agents compile one body
+        # unrolled for few agents (XLA then shares the forward passes above and drops the last
+        # resample), rolled beyond so that 17 agents compile one body
         out = jax.lax.fori_loop(0, self.n, agent_step, carry, unroll=self.n <= 8)
         actor_params, actor_opt, log_alpha, alpha_opt, _, _, losses, logps, seen, rkeys = out
         trace = {"perm": perm, "pre_actions": pre_actions, "seen": seen, "resample_keys": rkeys}
