@@ -1,0 +1,79 @@
+"""How a SMAX policy wins and loses: the battles' outcomes under the deterministic policy
+(what evaluation measures) and under the stochastic one (what training plays and the critic
+learns the value of). Plays a run's last checkpoint on the same episodes both ways and
+reports, per policy:
+  won                   fraction of battles won (every enemy dead, an ally alive)
+  wiped                 fraction ended with every ally dead (a mutual wipe counts here)
+  timeout               fraction cut by SMAX's step limit
+  steps_won             mean length of the won battles
+  enemies_left_lost     histogram of enemies alive at the end of the lost battles
+  allies_left_won       histogram of allies alive at the end of the won battles
+
+Usage:
+  python bench/smax_outcomes.py RUN_DIR [--episodes 1000] [--seed-index 0] [--out outcomes.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+import numpy as np
+
+from meharl.experiment import Experiment, load_run
+from meharl.runners.offpolicy import play_episodes
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, default=1000)
+    p.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (position in its seeds list)")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    cfg = load_run(a.run_dir)
+    if not cfg.env.startswith("smax/"):
+        raise ValueError(f"{a.run_dir} trains env={cfg.env}; this diagnosis needs a smax/<map> run")
+    if not 0 <= a.seed_index < len(cfg.seeds):
+        raise ValueError(f"invalid --seed-index {a.seed_index}: {a.run_dir} trains seeds {cfg.seeds}, "
+                         f"give 0..{len(cfg.seeds) - 1}")
+    exp = Experiment(cfg, a.run_dir, quiet=True)
+    rs, progress = exp.load_checkpoint()
+    if rs is None:
+        raise FileNotFoundError(f"no checkpoint in {a.run_dir} (expected checkpoint.npz)")
+    algo_state = jax.tree.map(lambda x: x[a.seed_index], rs.algo)  # states carry a leading seed axis
+    algo, env = exp.runner.algo, exp.runner.env
+    n_allies = env.n_allies
+
+    def units(env_state, ts):
+        alive = env_state.state.unit_alive  # [episodes, allies + enemies]
+        return {"done": ts.done, "truncated": ts.truncated,
+                "allies": alive[:, :n_allies].sum(-1), "enemies": alive[:, n_allies:].sum(-1)}
+
+    result = {"run_dir": a.run_dir, "env_steps": progress["rows"][-1]["env_steps"], "episodes": a.episodes}
+    for name, deterministic in (("deterministic", True), ("stochastic", False)):
+        def act(k, env_state, ts):
+            return algo.env_actions(algo.act(algo_state, ts.obs, ts.action_mask, k, deterministic=deterministic))
+
+        _, won, trace = jax.jit(lambda k: play_episodes(env, act, k, a.episodes, units))(jax.random.PRNGKey(0))
+        won, trace = np.asarray(won), jax.tree.map(np.asarray, trace)
+        end = (trace["done"].argmax(0), np.arange(a.episodes))  # each episode's last step
+        allies, enemies, timeout = trace["allies"][end], trace["enemies"][end], trace["truncated"][end]
+        n_enemies = env.env.num_enemies
+        result[name] = {
+            "won": float(won.mean()),
+            "wiped": float(((allies == 0) & ~timeout).mean()),
+            "timeout": float(timeout.mean()),
+            "steps_won": float(end[0][won].mean() + 1) if won.any() else None,
+            "enemies_left_lost": np.bincount(enemies[~won], minlength=n_enemies + 1).tolist(),
+            "allies_left_won": np.bincount(allies[won], minlength=n_allies + 1).tolist(),
+        }
+    text = json.dumps(result, indent=1)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
