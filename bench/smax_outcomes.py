@@ -14,34 +14,16 @@ Usage:
 """
 from __future__ import annotations
 
-import argparse
-import json
-
 import jax
 import numpy as np
 
-from meharl.experiment import Experiment, load_run
+import checkpoint_cli
 from meharl.runners.offpolicy import play_episodes
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("run_dir")
-    p.add_argument("--episodes", type=int, default=1000)
-    p.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (position in its seeds list)")
-    p.add_argument("--out", default=None)
-    a = p.parse_args()
-    cfg = load_run(a.run_dir)
-    if not cfg.env.startswith("smax/"):
-        raise ValueError(f"{a.run_dir} trains env={cfg.env}; this diagnosis needs a smax/<map> run")
-    if not 0 <= a.seed_index < len(cfg.seeds):
-        raise ValueError(f"invalid --seed-index {a.seed_index}: {a.run_dir} trains seeds {cfg.seeds}, "
-                         f"give 0..{len(cfg.seeds) - 1}")
-    exp = Experiment(cfg, a.run_dir, quiet=True)
-    rs, progress = exp.load_checkpoint()
-    if rs is None:
-        raise FileNotFoundError(f"no checkpoint in {a.run_dir} (expected checkpoint.npz)")
-    algo_state = jax.tree.map(lambda x: x[a.seed_index], rs.algo)  # states carry a leading seed axis
+    a, exp, algo_state, progress = checkpoint_cli.load(
+        __doc__, lambda cfg: None if cfg.env.startswith("smax/") else "this diagnosis needs a smax/<map> run")
     algo, env = exp.runner.algo, exp.runner.env
     n_allies = env.n_allies
 
@@ -68,11 +50,7 @@ def main():
             "enemies_left_lost": np.bincount(enemies[~won], minlength=n_enemies + 1).tolist(),
             "allies_left_won": np.bincount(allies[won], minlength=n_allies + 1).tolist(),
         }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
+    checkpoint_cli.emit(result, a.out)
 
 
 if __name__ == "__main__":

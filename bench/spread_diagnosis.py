@@ -21,14 +21,11 @@ Usage:
 """
 from __future__ import annotations
 
-import argparse
-import json
-
 import jax
 import numpy as np
 
+import checkpoint_cli
 from meharl import scripted
-from meharl.experiment import Experiment, load_run
 from meharl.runners.offpolicy import play_episodes
 
 
@@ -64,24 +61,10 @@ def summarize(ret, trace, n_agents: int, agent_size: float) -> dict:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("run_dir")
-    p.add_argument("--episodes", type=int, default=1000)
-    p.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (position in its seeds list)")
-    p.add_argument("--out", default=None)
-    a = p.parse_args()
-    cfg = load_run(a.run_dir)
-    if cfg.env != "mpe/simple_spread" or cfg.mpe_action_map != "box":
-        raise ValueError(f"{a.run_dir} trains env={cfg.env} mpe_action_map={cfg.mpe_action_map}; "
-                         f"this diagnosis needs env=mpe/simple_spread mpe_action_map=box (the controller's actions)")
-    if not 0 <= a.seed_index < len(cfg.seeds):
-        raise ValueError(f"invalid --seed-index {a.seed_index}: {a.run_dir} trains seeds {cfg.seeds}, "
-                         f"give 0..{len(cfg.seeds) - 1}")
-    exp = Experiment(cfg, a.run_dir, quiet=True)
-    rs, progress = exp.load_checkpoint()
-    if rs is None:
-        raise FileNotFoundError(f"no checkpoint in {a.run_dir} (expected checkpoint.npz)")
-    algo_state = jax.tree.map(lambda x: x[a.seed_index], rs.algo)  # states carry a leading seed axis
+    a, exp, algo_state, progress = checkpoint_cli.load(__doc__, lambda cfg: (
+        None if cfg.env == "mpe/simple_spread" and cfg.mpe_action_map == "box" else
+        f"mpe_action_map={cfg.mpe_action_map}; this diagnosis needs env=mpe/simple_spread mpe_action_map=box "
+        "(the controller's actions)"))
     runner, env = exp.runner, exp.runner.env
     n = env.spec.n_agents
 
@@ -96,11 +79,7 @@ def main():
               "hasac": summarize(ret, trace, n, agent_size)}
     ret, _, trace = scripted.rollout(env, scripted.spread_assignment(n, 4.0, 1.0), a.episodes, 0, positions)
     result["assignment kp=4 kd=1"] = summarize(ret, trace, n, agent_size)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
+    checkpoint_cli.emit(result, a.out)
 
 
 if __name__ == "__main__":

@@ -227,15 +227,22 @@ def load_run(run_dir) -> Config:
     return from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
 
 
+def load_trained(run_dir, cfg: Config | None = None):
+    """A saved run's last checkpoint: (experiment, runner state of all seeds, progress).
+    ``cfg``: the run's config (read from the run directory when not given)."""
+    exp = Experiment(load_run(run_dir) if cfg is None else cfg, run_dir, quiet=True)
+    rs, progress = exp.load_checkpoint()
+    if rs is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir} (expected checkpoint.npz)")
+    return exp, rs, progress
+
+
 def evaluate_run(run_dir, eval_episodes: int | None = None):
     """Re-evaluate a saved run's last checkpoint with the deterministic policy.
     Returns ({seed: (per-episode returns, per-episode won)}, checkpoint progress)."""
     cfg = load_run(run_dir)
     if eval_episodes is not None:
         cfg.eval_episodes = eval_episodes
-    exp = Experiment(cfg, run_dir, quiet=True)
-    rs, progress = exp.load_checkpoint()
-    if rs is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir} (expected checkpoint.npz)")
+    exp, rs, progress = load_trained(run_dir, cfg)
     ret, won = exp.loop.evaluate(rs.algo, exp.eval_keys(progress["blocks_done"] + 1))
     return {seed: (np.asarray(ret[s]), np.asarray(won[s])) for s, seed in enumerate(cfg.seeds)}, progress
