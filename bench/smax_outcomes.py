@@ -25,7 +25,7 @@ def main():
     a, exp, algo_state, progress = checkpoint_cli.load(
         __doc__, lambda cfg: None if cfg.env.startswith("smax/") else "this diagnosis needs a smax/<map> run")
     algo, env = exp.runner.algo, exp.runner.env
-    n_allies = env.n_allies
+    n_allies, n_enemies = env.n_allies, env.env.num_enemies
 
     def units(env_state, ts):
         alive = env_state.state.unit_alive  # [episodes, allies + enemies]
@@ -41,7 +41,6 @@ def main():
         won, trace = np.asarray(won), jax.tree.map(np.asarray, trace)
         end = (trace["done"].argmax(0), np.arange(a.episodes))  # each episode's last step
         allies, enemies, timeout = trace["allies"][end], trace["enemies"][end], trace["truncated"][end]
-        n_enemies = env.env.num_enemies
         result[name] = {
             "won": float(won.mean()),
             "wiped": float(((allies == 0) & ~timeout).mean()),

@@ -53,12 +53,16 @@ def test_permutation_changes_between_updates(hetero):
     assert fixed_perms == {(0, 1, 2)}
 
 
-def test_updated_agents_play_their_resampled_actions(hetero):
-    cfg = hetero[1]
+@pytest.fixture(scope="module")
+def spread(hetero):
+    """Three homogeneous agents (simple_spread) with the small networks of ``hetero``."""
     spec = make("mpe/simple_spread").spec
-    algo = HASAC(spec, cfg, 10)
-    ts = algo.init(jax.random.PRNGKey(0))
-    batch = _batch(spec, jax.random.PRNGKey(3))
+    algo = HASAC(spec, hetero[1], 10)
+    return spec, algo, algo.init(jax.random.PRNGKey(0)), _batch(spec, jax.random.PRNGKey(3))
+
+
+def test_updated_agents_play_their_resampled_actions(spread):
+    spec, algo, ts, batch = spread
     new_params, _, _, _, _, _, trace = jax.jit(lambda k: algo.improve_actors(ts, ts.critic_params, ts.value_norm, batch, k))(jax.random.PRNGKey(5))
     perm = np.asarray(trace["perm"])
     pre, seen = np.asarray(trace["pre_actions"]), np.asarray(trace["seen"])
@@ -75,18 +79,14 @@ def test_updated_agents_play_their_resampled_actions(hetero):
                 np.testing.assert_array_equal(seen[m][:, agent], pre[:, agent])
 
 
-def test_actor_pass_reuses_the_pre_update_forward_passes(hetero):
+def test_actor_pass_reuses_the_pre_update_forward_passes(spread):
     """The compiled actor pass runs 2n - 1 actor forward passes on the batch, as the reference
     update (../shared/bench/ref_hasac_update.py): each agent's loss shares the forward pass its
     pre-update action was sampled with (n), plus the resamples of all but the last agent (n - 1).
     Counted as the matmuls producing the actor head [B, 2A] in the optimised program (the
     backward pass's matmuls have other shapes); reading an agent's parameters from the loop's
     carry instead made XLA recompute them (7 for 3 agents, ~10% of the update on a CPU)."""
-    cfg = hetero[1]
-    spec = make("mpe/simple_spread").spec
-    algo = HASAC(spec, cfg, 10)
-    ts = algo.init(jax.random.PRNGKey(0))
-    batch = _batch(spec, jax.random.PRNGKey(3))
+    spec, algo, ts, batch = spread
     improve = jax.jit(lambda k: algo.improve_actors(ts, ts.critic_params, ts.value_norm, batch, k)[:4])
     hlo = improve.lower(jax.random.PRNGKey(0)).compile().as_text()
     heads = re.findall(rf"= f32\[{B},{2 * spec.max_action_dim}\]\S* dot\(", hlo)
