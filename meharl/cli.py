@@ -45,11 +45,12 @@ def _eval(args):
     from meharl.envs import headline_metric
     from meharl.experiment import evaluate_run, load_run
 
-    per_seed, progress = evaluate_run(args.run_dir, args.episodes)
+    cfg = load_run(args.run_dir)
+    per_seed, progress = evaluate_run(args.run_dir, args.episodes, cfg)
     out = {"run_dir": args.run_dir, "blocks_done": progress["blocks_done"],
            "eval_return": {str(s): {"mean": float(r.mean()), "std": float(r.std()), "episodes": len(r)}
                            for s, (r, _) in per_seed.items()}}
-    if headline_metric(load_run(args.run_dir).env) == "eval_win_rate":
+    if headline_metric(cfg.env) == "eval_win_rate":
         out["eval_win_rate"] = {str(s): float(won.mean()) for s, (_, won) in per_seed.items()}
     print(json.dumps(out))
 

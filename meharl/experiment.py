@@ -237,10 +237,11 @@ def load_trained(run_dir, cfg: Config | None = None):
     return exp, rs, progress
 
 
-def evaluate_run(run_dir, eval_episodes: int | None = None):
+def evaluate_run(run_dir, eval_episodes: int | None = None, cfg: Config | None = None):
     """Re-evaluate a saved run's last checkpoint with the deterministic policy.
+    ``cfg``: the run's config (read from the run directory when not given).
     Returns ({seed: (per-episode returns, per-episode won)}, checkpoint progress)."""
-    cfg = load_run(run_dir)
+    cfg = load_run(run_dir) if cfg is None else cfg
     if eval_episodes is not None:
         cfg.eval_episodes = eval_episodes
     exp, rs, progress = load_trained(run_dir, cfg)
