@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxmarl import make as jaxmarl_make
 
+from meharl.envs._jaxmarl import jaxmarl
 from meharl.envs.core import ACTION_MAPS, AgentSpec, EnvSpec, TimeStep, default_action_mask, map_action, pad_obs
 
 EPISODE_LENGTH = 25
@@ -34,7 +34,7 @@ class MPE:
     def __init__(self, task: str, continuous: bool = True, action_map: str = "reference"):
         if action_map not in ACTION_MAPS:
             raise ValueError(f"invalid mpe_action_map {action_map!r}. Valid choices: {', '.join(ACTION_MAPS)}")
-        self.env = jaxmarl_make(TASKS[task], action_type="Continuous" if continuous else "Discrete")
+        self.env = jaxmarl.make(TASKS[task], action_type="Continuous" if continuous else "Discrete")
         self.continuous, self.action_map = continuous, action_map
         agents = []
         for a in self.env.agents:

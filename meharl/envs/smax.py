@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
 
+from meharl.envs._jaxmarl import HeuristicEnemySMAX, map_name_to_scenario
 from meharl.envs.core import AgentSpec, EnvSpec, TimeStep, pad_obs
 
 
