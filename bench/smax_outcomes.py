@@ -1,7 +1,9 @@
 """How a SMAX policy wins and loses: the battles' outcomes under the deterministic policy
 (what evaluation measures) and under the stochastic one (what training plays and the critic
-learns the value of). Plays a run's last checkpoint on the same episodes both ways and
-reports, per policy:
+learns the value of). Plays a run's last checkpoint on the same episodes both ways and,
+for a run with an averaged actor (``actor_polyak``), the average both ways too
+(``averaged_deterministic``, what its evaluation measures; ``averaged_stochastic``). Reports,
+per policy:
   won                   fraction of battles won (every enemy dead, an ally alive)
   wiped                 fraction ended with every ally dead (a mutual wipe counts here)
   timeout               fraction cut by SMAX's step limit
@@ -33,9 +35,12 @@ def main():
                 "allies": alive[:, :n_allies].sum(-1), "enemies": alive[:, n_allies:].sum(-1)}
 
     result = {"run_dir": a.run_dir, "env_steps": progress["rows"][-1]["env_steps"], "episodes": a.episodes}
-    for name, deterministic in (("deterministic", True), ("stochastic", False)):
+    policies = [("deterministic", True, False), ("stochastic", False, False)]
+    if algo_state.avg_actor_params is not None:
+        policies += [("averaged_deterministic", True, True), ("averaged_stochastic", False, True)]
+    for name, deterministic, averaged in policies:
         def act(k, env_state, ts):
-            return algo.env_actions(algo.act(algo_state, ts.obs, ts.action_mask, k, deterministic=deterministic))
+            return algo.env_actions(algo.act(algo_state, ts.obs, ts.action_mask, k, deterministic, averaged))
 
         _, won, trace = jax.jit(lambda k: play_episodes(env, act, k, a.episodes, units))(jax.random.PRNGKey(0))
         won, trace = np.asarray(won), jax.tree.map(np.asarray, trace)

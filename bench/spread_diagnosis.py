@@ -69,7 +69,8 @@ def main():
     n = env.spec.n_agents
 
     def hasac(k, env_state, ts):
-        return runner.algo.env_actions(runner.algo.act(algo_state, ts.obs, ts.action_mask, k, deterministic=True))
+        actions = runner.algo.act(algo_state, ts.obs, ts.action_mask, k, deterministic=True, averaged=True)
+        return runner.algo.env_actions(actions)
 
     key = jax.random.PRNGKey(0)  # scripted.rollout's episodes: the same for both policies
     ret, _, trace = jax.jit(lambda k: play_episodes(env, hasac, k, a.episodes, positions))(key)

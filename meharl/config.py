@@ -53,6 +53,9 @@ class Config:
     actor_lr: float = 5e-4
     critic_lr: float = 5e-4
     lr_decay: bool = False  # linear decay to 0 over the run
+    # Polyak rate of an average of the actor's weights that evaluation plays instead of the
+    # online actor (training still samples the online one); None: no average (algorithms/hasac.py)
+    actor_polyak: typing.Optional[float] = None
     # HASAC (Algorithm 2 and the reference implementation's choices)
     gamma: float = 0.99
     polyak: float = 0.005
@@ -249,6 +252,8 @@ def validate(cfg: Config) -> Config:
         raise ValueError(f"invalid gamma={cfg.gamma!r}: must be in [0, 1]")
     if not 0 < cfg.polyak <= 1:
         raise ValueError(f"invalid polyak={cfg.polyak!r}: must be in (0, 1]")
+    if cfg.actor_polyak is not None and not 0 < cfg.actor_polyak <= 1:
+        raise ValueError(f"invalid actor_polyak={cfg.actor_polyak!r}: must be in (0, 1], or none for no averaged actor")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         raise ValueError(f"invalid seeds={cfg.seeds!r}: give distinct integers, e.g. seeds=0,1,2")
     if cfg.buffer_size // cfg.n_envs < cfg.n_step + 1:

@@ -107,6 +107,38 @@ def test_update_step_runs_and_changes_parameters(hetero):
     np.testing.assert_allclose(tgt, expect, rtol=1e-5, atol=1e-7)
 
 
+def test_averaged_actor_is_a_polyak_average_that_evaluation_plays():
+    env, cfg, algo, ts = _setup(actor_polyak=0.25)
+    assert jax.tree.leaves(ts.avg_actor_params)  # starts as the initial actor
+    batch = _batch(env.spec, jax.random.PRNGKey(1))
+    update = jax.jit(algo.update)
+    new, _ = update(ts, batch, jax.random.PRNGKey(0))
+    new, _ = update(new, batch, jax.random.PRNGKey(1))
+    # two updates: avg_2 = 0.75 avg_1 + 0.25 theta_2, avg_1 = 0.75 theta_0 + 0.25 theta_1; recompute
+    # from the online actors of the two updates (the same keys give the same online actors)
+    first, _ = update(ts, batch, jax.random.PRNGKey(0))
+    expect = jax.tree.map(lambda t0, t1, t2: 0.75 * (0.75 * t0 + 0.25 * t1) + 0.25 * t2,
+                          ts.actor_params, first.actor_params, new.actor_params)
+    for got, want in zip(jax.tree.leaves(new.avg_actor_params), jax.tree.leaves(expect)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    # act(averaged=True) plays the average, act() the online actor; they differ after updates
+    obs = jax.random.normal(jax.random.PRNGKey(2), (B, env.spec.n_agents, env.spec.max_obs_dim))
+    mask = jnp.ones((B, env.spec.n_agents, env.spec.max_action_dim))
+    key = jax.random.PRNGKey(3)
+    averaged = algo.act(new, obs, mask, key, deterministic=True, averaged=True)
+    np.testing.assert_allclose(averaged, algo.sample_all(new.avg_actor_params, obs, mask, key, True)[0])
+    assert float(jnp.abs(averaged - algo.act(new, obs, mask, key, deterministic=True)).max()) > 0
+    # without actor_polyak there is no average: no extra leaves (older checkpoints still load)
+    # and averaged=True plays the online actor
+    _, _, plain_algo, plain = _setup()
+    assert plain.avg_actor_params is None
+    assert len(jax.tree.leaves(plain)) == len(jax.tree.leaves(ts)) - len(jax.tree.leaves(ts.avg_actor_params))
+    np.testing.assert_array_equal(plain_algo.act(plain, obs, mask, key, True, averaged=True),
+                                  plain_algo.act(plain, obs, mask, key, True))
+    with pytest.raises(ValueError, match="actor_polyak=0.0"):
+        resolve({"actor_polyak": 0.0})
+
+
 def test_initial_temperature_is_honoured():
     _, _, algo, ts = _setup(alpha=0.37)
     np.testing.assert_allclose(np.exp(np.asarray(ts.log_alpha)), 0.37, rtol=1e-6)

@@ -32,6 +32,12 @@ discrete spaces (a shape bug); ``discrete_target_entropy_ratio=0`` reproduces th
 With action masks (SMAX) ``ratio * log |A_i|`` can exceed the entropy reachable in a state
 where few actions are available; ``discrete_target_entropy_over="available"`` makes the
 target per state, ``ratio * log |A_i(s)|`` with A_i(s) the available actions.
+
+Averaged actor (``actor_polyak``, not in the papers): a Polyak average of the actors'
+weights, updated after every update like the target critics. Evaluation plays it
+(``act(..., averaged=True)``); training still samples the online actors, so the learning
+is unchanged. Late in a run the online policy's win rate moves from checkpoint to
+checkpoint; the average is meant to be the steadier policy to deploy.
 """
 from __future__ import annotations
 
@@ -105,6 +111,7 @@ class HASACState(NamedTuple):
     alpha_opt: optax.OptState
     value_norm: ValueNorm
     updates: jax.Array
+    avg_actor_params: dict | None = None  # the averaged actor (None without actor_polyak: no leaves)
 
 
 def default_target_entropy(spec: EnvSpec, cfg: Config) -> np.ndarray:
@@ -184,6 +191,7 @@ class HASAC:
             alpha_opt=jax.vmap(self.alpha_tx.init)(log_alpha),
             value_norm=ValueNorm.create(),
             updates=jnp.zeros((), jnp.int32),
+            avg_actor_params=None if cfg.actor_polyak is None else actor_params,
         )
 
     def _agent_out(self, params, i, obs_i):
@@ -199,8 +207,10 @@ class HASAC:
         outs = [self._sample_agent(_index(actor_params, int(self.param_index[i])), i, obs[..., i, :], avail[..., i, :], keys[i], deterministic) for i in range(self.n)]
         return jnp.stack([o[0] for o in outs], -2), jnp.stack([o[1] for o in outs], -1)
 
-    def act(self, state: HASACState, obs, action_mask, key, deterministic=False):
-        return self.sample_all(state.actor_params, obs, action_mask, key, deterministic)[0]
+    def act(self, state: HASACState, obs, action_mask, key, deterministic=False, averaged=False):
+        """Actions of all agents; ``averaged``: the averaged actor's where there is one (evaluation)."""
+        params = state.avg_actor_params if averaged and state.avg_actor_params is not None else state.actor_params
+        return self.sample_all(params, obs, action_mask, key, deterministic)[0]
 
     def random_actions(self, action_mask, key):
         """Warmup: uniform over [-1, 1]^d (continuous) or over the available choices."""
@@ -367,8 +377,10 @@ class HASAC:
             alpha_opt = _set(alpha_opt, 0, a_opt)
 
         target_params = optax.incremental_update(critic_params, ts.target_params, cfg.polyak)
+        avg_actor_params = (None if cfg.actor_polyak is None
+                            else optax.incremental_update(actor_params, ts.avg_actor_params, cfg.actor_polyak))
         new = HASACState(actor_params, actor_opt, critic_params, target_params, critic_opt, log_alpha, alpha_opt,
-                         value_norm, ts.updates + 1)
+                         value_norm, ts.updates + 1, avg_actor_params)
         alive_n = jnp.maximum(batch.alive.sum(0), 1.0)
         metrics = {
             "critic_loss": critic_loss,

@@ -92,7 +92,8 @@ class HostOffPolicyRunner(OffPolicyRunner):
             return self.replay.add(buffer, transition(ts, actions, final))
 
         def act_deterministic(algo_state, ts, key):
-            return self.algo.env_actions(self.algo.act(algo_state, ts.obs, ts.action_mask, key, deterministic=True))
+            return self.algo.env_actions(self.algo.act(algo_state, ts.obs, ts.action_mask, key, deterministic=True,
+                                                         averaged=True))
 
         def init_learner(key, ts):
             k_algo, k_env, k_run = jax.random.split(key, 3)
@@ -152,7 +153,8 @@ class HostOffPolicyRunner(OffPolicyRunner):
         return rs, jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *metrics)
 
     def _evaluate(self, algo_state, keys):
-        """``eval_episodes`` complete episodes per seed with the deterministic policy; env j of
+        """``eval_episodes`` complete episodes per seed with the deterministic policy (the
+        averaged actor where there is one); env j of
         a seed plays episodes j, j + n_envs, ... Returns per-episode (team return, won)."""
         E, n_ep = self.cfg.n_envs, self.cfg.eval_episodes
         quota = np.array([len(range(j, n_ep, E)) for j in range(E)])[None].repeat(self.n_seeds, 0)  # [S, E]

@@ -170,10 +170,10 @@ class OffPolicyRunner:
         return rs, jax.tree.map(lambda m: m.mean(0), metrics)
 
     def evaluate(self, algo_state, key):
-        """Deterministic policy, ``eval_episodes`` fresh episodes in parallel.
-        Returns per-episode (team return, won)."""
+        """Deterministic policy (the averaged actor where there is one), ``eval_episodes`` fresh
+        episodes in parallel. Returns per-episode (team return, won)."""
         def act(k, env_state, ts):
-            return self.algo.env_actions(self.algo.act(algo_state, ts.obs, ts.action_mask, k, deterministic=True))
+            return self.algo.env_actions(self.algo.act(algo_state, ts.obs, ts.action_mask, k, deterministic=True, averaged=True))
 
         return play_episodes(self.env, act, key, self.cfg.eval_episodes)
 
