@@ -15,7 +15,7 @@ def load(doc: str, accepts):
     """Parse the command line, check the run with ``accepts(cfg)`` (None, or why this
     diagnosis cannot read it), and return (args, experiment, the seed's algorithm state,
     checkpoint progress)."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int, default=1000)
     p.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (position in its seeds list)")

@@ -80,7 +80,7 @@ def learner_and_ref_rates(exp, rounds=8, k=50):
 
 
 def main():
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(allow_abbrev=False)
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--seeds", default="0")
     p.add_argument("--env", default="mpe/simple_spread")

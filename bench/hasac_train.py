@@ -47,7 +47,7 @@ def bench(env: str, steps: int, seeds: str, overrides: dict, out_dir: Path) -> d
 
 
 def main():
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(allow_abbrev=False)
     p.add_argument("--env", default="mamujoco/HalfCheetah-2x3", help="comma-separated environments")
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--seeds", default="0")

@@ -141,7 +141,7 @@ def make_train(map_name: str, total_steps: int):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--map", default="3m")
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--seeds", default="0")

@@ -34,7 +34,7 @@ def policies(env_name: str, env) -> dict:
 
 
 def main():
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(allow_abbrev=False)
     p.add_argument("--env", default="mpe/simple_spread,smax/3m,smax/2s3z", help="comma-separated environments")
     p.add_argument("--episodes", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)

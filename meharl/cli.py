@@ -101,18 +101,20 @@ def _list(args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="meharl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="meharl", allow_abbrev=False, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train (all seeds at once); prints the run directory last")
+    t = sub.add_parser("train", allow_abbrev=False, help="train (all seeds at once); prints the run directory last")
     t.add_argument("overrides", nargs="*", help="key=value config overrides (see `meharl list`)")
     t.add_argument("--run-dir", default=None, help="run directory (default: runs/<algo>_<env>_<time>)")
     t.add_argument("--no-resume", action="store_true", help="ignore a checkpoint already in --run-dir")
     t.set_defaults(func=_train)
-    e = sub.add_parser("eval", help="re-evaluate a run's last checkpoint")
+    e = sub.add_parser("eval", allow_abbrev=False, help="re-evaluate a run's last checkpoint")
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=None)
     e.set_defaults(func=_eval)
-    pl = sub.add_parser("plot", help="learning curves (mean, 95%% CI over seeds) of one or more runs")
+    pl = sub.add_parser("plot", allow_abbrev=False,
+                        help="learning curves (mean, 95%% CI over seeds) of one or more runs")
     pl.add_argument("run_dirs", nargs="+", help="one curve each; DIR1,DIR2,... merges runs of one config "
                     "that trained different seeds")
     pl.add_argument("--out", default="learning_curves.png")
@@ -123,12 +125,12 @@ def main(argv=None):
     pl.add_argument("--label", action="append", default=None,
                     help="legend name of a curve (default: its first run directory's name); once per RUN_DIR, in order")
     pl.set_defaults(func=_plot)
-    s = sub.add_parser("solve", help="exact HASPI / QRE on a matrix game")
+    s = sub.add_parser("solve", allow_abbrev=False, help="exact HASPI / QRE on a matrix game")
     s.add_argument("--game", default="hasac_3x3")
     s.add_argument("--alpha", type=float, default=10.0)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_solve)
-    sub.add_parser("list", help="algorithms, environments and config keys").set_defaults(func=_list)
+    sub.add_parser("list", allow_abbrev=False, help="algorithms, environments and config keys").set_defaults(func=_list)
     args = p.parse_args(argv)
     try:
         args.func(args)

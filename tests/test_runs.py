@@ -188,6 +188,9 @@ def test_plot_defaults_to_each_family_s_headline_metric(cli_run, tmp_path):
 def test_bad_cli_input_fails_before_compiling():
     out = subprocess.run([sys.executable, "-m", "meharl.cli", "train", "env=mpe/nope"], capture_output=True, text=True)
     assert out.returncode == 2 and "unknown env 'mpe/nope'" in out.stderr and "mpe/simple_spread" in out.stderr
+    # An option prefix is an error, not silently the longer option (`--out` once meant `--out-dir` in a bench).
+    prefix = subprocess.run([sys.executable, "-m", "meharl.cli", "eval", "some_run", "--ep", "3"], capture_output=True, text=True)
+    assert prefix.returncode == 2 and "unrecognized arguments: --ep 3" in prefix.stderr
 
 
 def test_resuming_with_a_different_config_is_refused(cli_run):
