@@ -1,6 +1,7 @@
 """What the checkpoint diagnoses under bench/ share: their command line
-(RUN_DIR [--episodes N] [--seed-index I] [--out JSON]), loading the chosen seed's trained
-state, and the JSON they print and write."""
+(RUN_DIR [--step STEP] [--episodes N] [--seed-index I] [--out JSON]), loading the chosen
+seed's trained state (last checkpoint, or the policy kept at STEP), and the JSON they print
+and write."""
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,12 @@ from meharl.experiment import load_run, load_trained
 def load(doc: str, accepts):
     """Parse the command line, check the run with ``accepts(cfg)`` (None, or why this
     diagnosis cannot read it), and return (args, experiment, the seed's algorithm state,
-    checkpoint progress)."""
-    p = argparse.ArgumentParser(allow_abbrev=False, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    {"blocks_done", "env_steps"} of that state)."""
+    p = argparse.ArgumentParser(allow_abbrev=False, description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
+    p.add_argument("--step", type=int, default=None,
+                   help="env step of a policy kept by keep_policies=true (default: the last checkpoint)")
     p.add_argument("--episodes", type=int, default=1000)
     p.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (position in its seeds list)")
     p.add_argument("--out", default=None)
@@ -28,8 +32,8 @@ def load(doc: str, accepts):
     if not 0 <= a.seed_index < len(cfg.seeds):
         raise ValueError(f"invalid --seed-index {a.seed_index}: {a.run_dir} trains seeds {cfg.seeds}, "
                          f"give 0..{len(cfg.seeds) - 1}")
-    exp, rs, progress = load_trained(a.run_dir, cfg)
-    return a, exp, jax.tree.map(lambda x: x[a.seed_index], rs.algo), progress  # states carry a leading seed axis
+    exp, algo_state, where = load_trained(a.run_dir, cfg, a.step)
+    return a, exp, jax.tree.map(lambda x: x[a.seed_index], algo_state), where  # states carry a leading seed axis
 
 
 def emit(result: dict, out: str | None):

@@ -1,9 +1,9 @@
 """How a SMAX policy wins and loses: the battles' outcomes under the deterministic policy
 (what evaluation measures) and under the stochastic one (what training plays and the critic
-learns the value of). Plays a run's last checkpoint on the same episodes both ways and,
-for a run with an averaged actor (``actor_polyak``), the average both ways too
-(``averaged_deterministic``, what its evaluation measures; ``averaged_stochastic``). Reports,
-per policy:
+learns the value of). Plays a run's last checkpoint (or the policy kept at --step) on the
+same episodes both ways and, for a run with an averaged actor (``actor_polyak``), the average
+both ways too (``averaged_deterministic``, what its evaluation measures;
+``averaged_stochastic``). Reports, per policy:
   won                   fraction of battles won (every enemy dead, an ally alive)
   wiped                 fraction ended with every ally dead (a mutual wipe counts here)
   timeout               fraction cut by SMAX's step limit
@@ -12,7 +12,7 @@ per policy:
   allies_left_won       histogram of allies alive at the end of the won battles
 
 Usage:
-  python bench/smax_outcomes.py RUN_DIR [--episodes 1000] [--seed-index 0] [--out outcomes.json]
+  python bench/smax_outcomes.py RUN_DIR [--step STEP] [--episodes 1000] [--seed-index 0] [--out outcomes.json]
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from meharl.runners.offpolicy import play_episodes
 
 
 def main():
-    a, exp, algo_state, progress = checkpoint_cli.load(
+    a, exp, algo_state, where = checkpoint_cli.load(
         __doc__, lambda cfg: None if cfg.env.startswith("smax/") else "this diagnosis needs a smax/<map> run")
     algo, env = exp.runner.algo, exp.runner.env
     n_allies, n_enemies = env.n_allies, env.env.num_enemies
@@ -34,7 +34,7 @@ def main():
         return {"done": ts.done, "truncated": ts.truncated,
                 "allies": alive[:, :n_allies].sum(-1), "enemies": alive[:, n_allies:].sum(-1)}
 
-    result = {"run_dir": a.run_dir, "env_steps": progress["rows"][-1]["env_steps"], "episodes": a.episodes}
+    result = {"run_dir": a.run_dir, "env_steps": where["env_steps"], "episodes": a.episodes}
     policies = [("deterministic", True, False), ("stochastic", False, False)]
     if algo_state.avg_actor_params is not None:
         policies += [("averaged_deterministic", True, True), ("averaged_stochastic", False, True)]

@@ -17,7 +17,7 @@ per policy:
   collisions            mean agent-agent collisions (pairs in contact) per episode
 
 Usage:
-  python bench/spread_diagnosis.py RUN_DIR [--episodes 1000] [--seed-index 0] [--out diag.json]
+  python bench/spread_diagnosis.py RUN_DIR [--step STEP] [--episodes 1000] [--seed-index 0] [--out diag.json]
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def summarize(ret, trace, n_agents: int, agent_size: float) -> dict:
 
 
 def main():
-    a, exp, algo_state, progress = checkpoint_cli.load(__doc__, lambda cfg: (
+    a, exp, algo_state, where = checkpoint_cli.load(__doc__, lambda cfg: (
         None if cfg.env == "mpe/simple_spread" and cfg.mpe_action_map == "box" else
         f"mpe_action_map={cfg.mpe_action_map}; this diagnosis needs env=mpe/simple_spread mpe_action_map=box "
         "(the controller's actions)"))
@@ -74,7 +74,7 @@ def main():
 
     key = jax.random.PRNGKey(0)  # scripted.rollout's episodes: the same for both policies
     ret, _, trace = jax.jit(lambda k: play_episodes(env, hasac, k, a.episodes, positions))(key)
-    steps = progress["rows"][-1]["env_steps"]
+    steps = where["env_steps"]
     agent_size = float(env.env.rad[0])  # JaxMARL's simple_spread: agents 0.15, landmarks 0.05
     result = {"run_dir": a.run_dir, "env_steps": steps, "episodes": a.episodes,
               "hasac": summarize(ret, trace, n, agent_size)}

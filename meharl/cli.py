@@ -46,8 +46,8 @@ def _eval(args):
     from meharl.experiment import evaluate_run, load_run
 
     cfg = load_run(args.run_dir)
-    per_seed, progress = evaluate_run(args.run_dir, args.episodes, cfg)
-    out = {"run_dir": args.run_dir, "blocks_done": progress["blocks_done"],
+    per_seed, where = evaluate_run(args.run_dir, args.episodes, cfg, args.step)
+    out = {"run_dir": args.run_dir, **where,
            "eval_return": {str(s): {"mean": float(r.mean()), "std": float(r.std()), "episodes": len(r)}
                            for s, (r, _) in per_seed.items()}}
     if headline_metric(cfg.env) == "eval_win_rate":
@@ -109,9 +109,11 @@ def main(argv=None):
     t.add_argument("--run-dir", default=None, help="run directory (default: runs/<algo>_<env>_<time>)")
     t.add_argument("--no-resume", action="store_true", help="ignore a checkpoint already in --run-dir")
     t.set_defaults(func=_train)
-    e = sub.add_parser("eval", allow_abbrev=False, help="re-evaluate a run's last checkpoint")
+    e = sub.add_parser("eval", allow_abbrev=False, help="re-evaluate a run's last checkpoint or a kept policy")
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=None)
+    e.add_argument("--step", type=int, default=None,
+                   help="env step of a policy kept by keep_policies=true (default: the last checkpoint)")
     e.set_defaults(func=_eval)
     pl = sub.add_parser("plot", allow_abbrev=False,
                         help="learning curves (mean, 95%% CI over seeds) of one or more runs")

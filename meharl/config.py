@@ -46,6 +46,9 @@ class Config:
     eval_interval: int = 25_000  # env steps between evaluations
     eval_episodes: int = 40
     checkpoint_every: int = 1  # evaluations between checkpoints
+    # also keep the policy of every evaluation (the algorithm state, no replay buffer) in
+    # policies/<env step>.npz, to re-evaluate any point of the run later (`meharl eval --step`)
+    keep_policies: bool = False
     # networks
     hidden_sizes: tuple[int, ...] = (256, 256)
     feature_norm: bool = False  # LayerNorm on actor inputs (the reference uses it for discrete actors only)

@@ -9,6 +9,7 @@ Run directory layout::
     tb/                TensorBoard events
     learning_curve.png mean and 95% interval over seeds of the eval return (win rate on battles)
     checkpoint.npz     the whole training state of all seeds (+ checkpoint.json)
+    policies/          with keep_policies: <env step>.npz, the algorithm state of all seeds at each evaluation
 """
 from __future__ import annotations
 
@@ -75,10 +76,7 @@ class Experiment:
 
     def save_checkpoint(self, rs, progress: dict):
         npz, meta = self._ckpt_paths()
-        leaves = [np.asarray(x) for x in jax.tree.leaves(rs)]
-        tmp = npz.with_suffix(".tmp.npz")
-        np.savez(tmp, *leaves)
-        os.replace(tmp, npz)
+        _save_tree(npz, rs)
         tmp_meta = meta.with_suffix(".tmp")
         tmp_meta.write_text(json.dumps(progress))
         os.replace(tmp_meta, meta)
@@ -87,10 +85,26 @@ class Experiment:
         npz, meta = self._ckpt_paths()
         if not npz.exists():
             return None, None
-        treedef = jax.tree.structure(self.loop.template(self.seed_keys()))
-        with np.load(npz) as data:
-            leaves = [jnp.asarray(data[f"arr_{i}"]) for i in range(len(data.files))]
-        return jax.tree.unflatten(treedef, leaves), json.loads(meta.read_text())
+        return _load_tree(npz, self.loop.template(self.seed_keys())), json.loads(meta.read_text())
+
+    def save_policy(self, algo_state, blocks_done: int, env_steps: int):
+        """keep_policies: the algorithm state of all seeds at the evaluation at ``env_steps``."""
+        path = self.run_dir / "policies" / f"{env_steps}.npz"
+        path.parent.mkdir(exist_ok=True)
+        _save_tree(path, algo_state, blocks_done=blocks_done)
+
+    def load_policy(self, env_steps: int):
+        """The algorithm state kept at the evaluation at ``env_steps``, and the blocks done then."""
+        path = self.run_dir / "policies" / f"{env_steps}.npz"
+        if not path.exists():
+            kept = sorted(int(p.stem) for p in path.parent.glob("*.npz"))
+            raise FileNotFoundError(
+                f"no policy kept at env step {env_steps} in {self.run_dir}: "
+                + (f"kept steps are {kept}" if kept else "the run did not keep policies (keep_policies=false)"))
+        template = self.loop.template(self.seed_keys()).algo
+        with np.load(path) as data:
+            blocks_done = int(data["blocks_done"])
+        return _load_tree(path, template), blocks_done
 
     # ------------------------------------------------------------------ logging
     def _write_outputs(self, rows: list[dict]):
@@ -162,6 +176,8 @@ class Experiment:
             rs = self.loop.init(self.seed_keys())
             # evaluation of the initial policy, at env step 0
             ret, won = self.loop.evaluate(rs.algo, self.eval_keys(0))
+            if cfg.keep_policies:
+                self.save_policy(rs.algo, 0, 0)
             rows = self._rows(-1, 0.0, ret, won, None)
             rs = self.loop.warmup(rs)
             progress = {"blocks_done": 0, "wall_offset": 0.0, "rows": rows, "evals": 0}
@@ -193,6 +209,8 @@ class Experiment:
             blocks_done += n
             evals += 1
             ret, won = self.loop.evaluate(rs.algo, self.eval_keys(blocks_done))
+            if cfg.keep_policies:
+                self.save_policy(rs.algo, blocks_done, sch.env_steps(blocks_done, cfg.n_envs))
             wall = time.perf_counter() + wall_offset
             new_rows = self._rows(blocks_done, wall, ret, won, metrics)
             rows.extend(new_rows)
@@ -227,23 +245,43 @@ def load_run(run_dir) -> Config:
     return from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
 
 
-def load_trained(run_dir, cfg: Config | None = None):
-    """A saved run's last checkpoint: (experiment, runner state of all seeds, progress).
-    ``cfg``: the run's config (read from the run directory when not given)."""
+def load_trained(run_dir, cfg: Config | None = None, step: int | None = None):
+    """A saved run's trained algorithm state of all seeds, from its last checkpoint or, with
+    ``step``, the policy kept at the evaluation at that env step (keep_policies).
+    ``cfg``: the run's config (read from the run directory when not given).
+    Returns (experiment, algorithm state, {"blocks_done", "env_steps"} of that point)."""
     exp = Experiment(load_run(run_dir) if cfg is None else cfg, run_dir, quiet=True)
+    if step is not None:
+        algo_state, blocks_done = exp.load_policy(step)
+        return exp, algo_state, {"blocks_done": blocks_done, "env_steps": step}
     rs, progress = exp.load_checkpoint()
     if rs is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir} (expected checkpoint.npz)")
-    return exp, rs, progress
+    return exp, rs.algo, {"blocks_done": progress["blocks_done"], "env_steps": progress["rows"][-1]["env_steps"]}
 
 
-def evaluate_run(run_dir, eval_episodes: int | None = None, cfg: Config | None = None):
-    """Re-evaluate a saved run's last checkpoint with the deterministic policy.
+def evaluate_run(run_dir, eval_episodes: int | None = None, cfg: Config | None = None, step: int | None = None):
+    """Re-evaluate a saved run's last checkpoint (or the policy kept at ``step``) with the
+    deterministic policy, on episodes other than its training evaluations'.
     ``cfg``: the run's config (read from the run directory when not given).
-    Returns ({seed: (per-episode returns, per-episode won)}, checkpoint progress)."""
+    Returns ({seed: (per-episode returns, per-episode won)}, {"blocks_done", "env_steps"})."""
     cfg = load_run(run_dir) if cfg is None else cfg
     if eval_episodes is not None:
         cfg.eval_episodes = eval_episodes
-    exp, rs, progress = load_trained(run_dir, cfg)
-    ret, won = exp.loop.evaluate(rs.algo, exp.eval_keys(progress["blocks_done"] + 1))
-    return {seed: (np.asarray(ret[s]), np.asarray(won[s])) for s, seed in enumerate(cfg.seeds)}, progress
+    exp, algo_state, where = load_trained(run_dir, cfg, step)
+    ret, won = exp.loop.evaluate(algo_state, exp.eval_keys(where["blocks_done"] + 1))
+    return {seed: (np.asarray(ret[s]), np.asarray(won[s])) for s, seed in enumerate(cfg.seeds)}, where
+
+
+def _save_tree(path: Path, tree, **extra):
+    """A pytree's leaves (plus named extras) to ``path``, atomically (write, then rename)."""
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, *[np.asarray(x) for x in jax.tree.leaves(tree)], **extra)
+    os.replace(tmp, path)
+
+
+def _load_tree(path: Path, template):
+    """The pytree of ``template``'s structure saved by :func:`_save_tree`."""
+    with np.load(path) as data:
+        leaves = [jnp.asarray(data[f"arr_{i}"]) for i in range(len(jax.tree.leaves(template)))]
+    return jax.tree.unflatten(jax.tree.structure(template), leaves)

@@ -5,12 +5,13 @@ import re
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from meharl.config import resolve
-from meharl.experiment import Experiment, NaNError
+from meharl.experiment import Experiment, NaNError, load_trained
 
 TINY = dict(
     env="mpe/simple_speaker_listener", hidden_sizes="16,16", n_envs=4, warmup_steps=200, train_interval=5,
@@ -28,7 +29,7 @@ def _read(run_dir):
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    args = [f"{k}={v}" for k, v in TINY.items()]
+    args = [f"{k}={v}" for k, v in TINY.items()] + ["keep_policies=true"]
     out = subprocess.run([sys.executable, "-m", "meharl.cli", "train", *args, "--run-dir", str(run_dir)],
                          capture_output=True, text=True, check=True)
     return run_dir, out.stdout
@@ -99,6 +100,27 @@ def test_eval_cli_reevaluates_a_run(cli_run):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(res["eval_return"]) == {"0", "1"} and res["eval_return"]["0"]["episodes"] == 3
     assert "eval_win_rate" not in res  # MPE has no wins (battles: tests/test_host_runs.py)
+    early = subprocess.run([sys.executable, "-m", "meharl.cli", "eval", str(run_dir), "--episodes", "3", "--step", "300"],
+                           capture_output=True, text=True, check=True)
+    res_early = json.loads(early.stdout.strip().splitlines()[-1])
+    assert res_early["env_steps"] == 300 and res["env_steps"] == 600
+    assert res_early["eval_return"]["0"]["mean"] != res["eval_return"]["0"]["mean"]  # another policy, 300 steps earlier
+
+
+def test_kept_policies_are_the_algorithm_states_of_every_evaluation(cli_run, tmp_path):
+    run_dir, _ = cli_run
+    assert sorted(int(p.stem) for p in (run_dir / "policies").glob("*.npz")) == [0, 300, 400, 500, 600]
+    _, last, where = load_trained(run_dir, step=600)
+    _, final, final_where = load_trained(run_dir)  # the last checkpoint
+    assert where == final_where == {"blocks_done": 20, "env_steps": 600}
+    jax.tree.map(np.testing.assert_array_equal, last, final)
+    _, first, _ = load_trained(run_dir, step=0)
+    # 200 warmup steps, then blocks of 20 env steps (5 vector steps of 4 envs) and 5 updates
+    assert int(first.updates[0]) == 0 and int(load_trained(run_dir, step=400)[1].updates[0]) == 50
+    with pytest.raises(FileNotFoundError, match=r"no policy kept at env step 350 .*kept steps are \[0, 300, 400, 500, 600\]"):
+        load_trained(run_dir, step=350)
+    with pytest.raises(FileNotFoundError, match="did not keep policies"):
+        Experiment(resolve(TINY), tmp_path, quiet=True).load_policy(300)
 
 
 def test_plot_cli_prints_final_and_window_statistics(cli_run, tmp_path):
