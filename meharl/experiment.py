@@ -4,6 +4,7 @@ evaluate, log, checkpoint, resume.
 Run directory layout::
 
     config.yaml        the resolved config
+    versions.json      Python's and the numerical packages' versions the run started with
     metrics.csv        one row per (seed, evaluation): seed, env_steps, wall_time, eval_return_mean, ...
     marl_eval.json     marl-eval's raw-data format (per-episode eval returns per seed and step)
     tb/                TensorBoard events
@@ -17,7 +18,10 @@ import csv
 import datetime as _dt
 import json
 import os
+import platform
 import time
+import warnings
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import jax
@@ -30,6 +34,11 @@ from meharl.config import Config, env_options, from_dict, resolve
 from meharl.envs import headline_metric, is_host, make
 from meharl.runners.host import HostOffPolicyRunner
 from meharl.runners.offpolicy import OffPolicyRunner
+
+# Packages whose versions change a run's numbers: another JAX release, for one, compiles the
+# same program into float reductions of another order, so a seed follows another trajectory.
+VERSIONED = ("meharl", "jax", "jaxlib", "flax", "optax", "numpy", "flashbax", "jaxmarl", "gymnasium",
+             "gymnasium-robotics", "mujoco", "mpe2", "pettingzoo")
 
 CSV_FIELDS = ["seed", "env_steps", "wall_time", "eval_return_mean", "eval_return_std", "eval_win_rate",
               "critic_loss", "actor_loss", "q_mean", "alpha", "entropy"]
@@ -162,6 +171,20 @@ class Experiment:
         finally:
             self.runner.close()  # host-stepped envs' worker processes
 
+    def _record_versions(self, resumed: bool):
+        """versions.json at the start of a run; resuming with other versions warns (the run
+        goes on, but its numbers will not be those of an uninterrupted run)."""
+        path, now = self.run_dir / "versions.json", package_versions()
+        if resumed and path.exists():
+            then = json.loads(path.read_text())
+            changed = [f"{k} {then.get(k)} -> {now.get(k)}" for k in sorted(set(then) | set(now))
+                       if then.get(k) != now.get(k)]
+            if changed:
+                warnings.warn(f"resuming {self.run_dir} with other package versions than it started with "
+                              f"({', '.join(changed)}): its numbers will differ from an uninterrupted run's")
+            return
+        path.write_text(json.dumps(now, indent=1))
+
     def _run(self, resume: bool):
         cfg, sch = self.cfg, self.schedule
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -171,6 +194,7 @@ class Experiment:
                              "resume it with its own config, or pass --no-resume / another --run-dir")
         saved.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         rs, progress = self.load_checkpoint() if resume else (None, None)
+        self._record_versions(resumed=rs is not None)
         t_start = time.perf_counter()
         if rs is None:
             rs = self.loop.init(self.seed_keys())
@@ -239,6 +263,17 @@ def train(overrides: dict | None = None, run_dir=None, resume: bool = True, quie
     exp = Experiment(cfg, run_dir, quiet=quiet)
     exp.rows = exp.run(resume=resume)
     return exp
+
+
+def package_versions() -> dict:
+    """Python's version and those of the installed packages of VERSIONED."""
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def load_run(run_dir) -> Config:

@@ -40,6 +40,8 @@ def test_cli_prints_run_dir_last_and_writes_outputs(cli_run):
     assert stdout.strip().splitlines()[-1] == str(run_dir)
     for name in ("config.yaml", "metrics.csv", "marl_eval.json", "learning_curve.png", "checkpoint.npz"):
         assert (run_dir / name).exists(), name
+    versions = json.loads((run_dir / "versions.json").read_text())
+    assert versions["jax"] == jax.__version__ and versions["python"] == sys.version.split()[0]
     assert list((run_dir / "tb").glob("seed_*/events.*"))
     rows = _read(run_dir)
     assert {"seed", "env_steps", "eval_return_mean", "wall_time", "critic_loss", "alpha", "entropy"} <= set(rows[0])
@@ -57,7 +59,10 @@ def test_resume_after_interrupt_gives_the_same_numbers(cli_run, tmp_path, interr
     cfg = resolve(TINY)
     interrupt_after_second_checkpoint(Experiment(cfg, tmp_path / "run", quiet=True))
     assert len({r["env_steps"] for r in _read(tmp_path / "run")}) == 3  # stopped after two of four chunks
-    Experiment(cfg, tmp_path / "run", quiet=True).run()
+    versions = tmp_path / "run" / "versions.json"
+    versions.write_text(json.dumps({**json.loads(versions.read_text()), "jax": "0.0.1"}))  # as if JAX was upgraded
+    with pytest.warns(UserWarning, match=rf"other package versions .*jax 0\.0\.1 -> {re.escape(jax.__version__)}"):
+        Experiment(cfg, tmp_path / "run", quiet=True).run()
     resumed, full = _read(tmp_path / "run"), _read(full_dir)
     assert [[r[k] for k in COMPARED] for r in resumed] == [[r[k] for k in COMPARED] for r in full]
 
