@@ -94,7 +94,9 @@ class Experiment:
         npz, meta = self._ckpt_paths()
         if not npz.exists():
             return None, None
-        return _load_tree(npz, self.loop.template(self.seed_keys())), json.loads(meta.read_text())
+        with np.load(npz) as data:
+            rs = _load_tree(data, self.loop.template(self.seed_keys()))
+        return rs, json.loads(meta.read_text())
 
     def save_policy(self, algo_state, blocks_done: int, env_steps: int):
         """keep_policies: the algorithm state of all seeds at the evaluation at ``env_steps``."""
@@ -110,10 +112,8 @@ class Experiment:
             raise FileNotFoundError(
                 f"no policy kept at env step {env_steps} in {self.run_dir}: "
                 + (f"kept steps are {kept}" if kept else "the run did not keep policies (keep_policies=false)"))
-        template = self.loop.template(self.seed_keys()).algo
         with np.load(path) as data:
-            blocks_done = int(data["blocks_done"])
-        return _load_tree(path, template), blocks_done
+            return _load_tree(data, self.loop.template(self.seed_keys()).algo), int(data["blocks_done"])
 
     # ------------------------------------------------------------------ logging
     def _write_outputs(self, rows: list[dict]):
@@ -297,7 +297,7 @@ def load_trained(run_dir, cfg: Config | None = None, step: int | None = None):
 
 def evaluate_run(run_dir, eval_episodes: int | None = None, cfg: Config | None = None, step: int | None = None):
     """Re-evaluate a saved run's last checkpoint (or the policy kept at ``step``) with the
-    deterministic policy, on episodes other than its training evaluations'.
+    deterministic policy, on other episodes than that point's training evaluation.
     ``cfg``: the run's config (read from the run directory when not given).
     Returns ({seed: (per-episode returns, per-episode won)}, {"blocks_done", "env_steps"})."""
     cfg = load_run(run_dir) if cfg is None else cfg
@@ -315,8 +315,7 @@ def _save_tree(path: Path, tree, **extra):
     os.replace(tmp, path)
 
 
-def _load_tree(path: Path, template):
-    """The pytree of ``template``'s structure saved by :func:`_save_tree`."""
-    with np.load(path) as data:
-        leaves = [jnp.asarray(data[f"arr_{i}"]) for i in range(len(jax.tree.leaves(template)))]
+def _load_tree(data, template):
+    """The pytree of ``template``'s structure from the opened file of :func:`_save_tree`."""
+    leaves = [jnp.asarray(data[f"arr_{i}"]) for i in range(len(jax.tree.leaves(template)))]
     return jax.tree.unflatten(jax.tree.structure(template), leaves)
