@@ -8,6 +8,7 @@ The win rate is that of the training episodes (stochastic policy) that ended in 
 rollout, as JaxMARL's ``SMAXLogWrapper`` counts it (an episode whose last reward includes the
 win bonus). The environment is meharl's ``smax/<map>`` one (``meharl.envs.smax.SMAX``).
 
+    pip install -e ".[bench]"   # six, which JaxMARL's wrappers need through gymnax
     python bench/ippo_smax.py --map 3m --steps 1000000 --seeds 0,1,2 --out bench/out/ippo_3m.json
 """
 from __future__ import annotations
@@ -23,9 +24,9 @@ import numpy as np
 import optax
 from flax.linen.initializers import constant, orthogonal
 from flax.training.train_state import TrainState
-from jaxmarl.wrappers.baselines import SMAXLogWrapper
 
-from meharl.envs.smax import SMAX
+from meharl.envs.smax import SMAX  # first: it imports JaxMARL with its import message on stderr
+from jaxmarl.wrappers.baselines import SMAXLogWrapper  # noqa: E402  (after meharl's quiet import)
 from meharl.networks import categorical_entropy, masked_log_softmax
 
 CFG = dict(lr=4e-3, num_envs=128, num_steps=128, hidden=128, epochs=4, minibatches=4, gamma=0.99,
