@@ -26,7 +26,7 @@ from flax.linen.initializers import constant, orthogonal
 from flax.training.train_state import TrainState
 
 from meharl.envs.smax import SMAX  # first: it imports JaxMARL with its import message on stderr
-from jaxmarl.wrappers.baselines import SMAXLogWrapper  # noqa: E402  (after meharl's quiet import)
+from jaxmarl.wrappers.baselines import SMAXLogWrapper  # after meharl's quiet import (above)
 from meharl.networks import categorical_entropy, masked_log_softmax
 
 CFG = dict(lr=4e-3, num_envs=128, num_steps=128, hidden=128, epochs=4, minibatches=4, gamma=0.99,
