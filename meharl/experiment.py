@@ -15,6 +15,7 @@ Run directory layout::
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -185,15 +186,30 @@ class Experiment:
             return
         path.write_text(json.dumps(now, indent=1))
 
+    def _check_resumable(self, saved: Config):
+        """A checkpoint resumes under its own config, or under the same config with a larger
+        total_steps (extending a run), except where the learning rate decays over the run."""
+        diff = sorted(f.name for f in dataclasses.fields(Config) if getattr(saved, f.name) != getattr(self.cfg, f.name))
+        if not diff or (diff == ["total_steps"] and not self.cfg.lr_decay):
+            return
+        why = ("lr_decay=true: the learning rates decay to 0 over total_steps, so the run cannot be extended"
+               if diff == ["total_steps"] else
+               "differs in " + ", ".join(f"{k} ({getattr(saved, k)!r} there, {getattr(self.cfg, k)!r} here)" for k in diff))
+        raise ValueError(f"{self.run_dir} holds a checkpoint of a run whose config {why}; resume it with its own "
+                         "config (only total_steps may grow), or pass --no-resume / another --run-dir")
+
     def _run(self, resume: bool):
         cfg, sch = self.cfg, self.schedule
         self.run_dir.mkdir(parents=True, exist_ok=True)
         saved = self.run_dir / "config.yaml"
-        if resume and self._ckpt_paths()[0].exists() and saved.exists() and load_run(self.run_dir) != cfg:
-            raise ValueError(f"{self.run_dir} holds a checkpoint of a run with a different config; "
-                             "resume it with its own config, or pass --no-resume / another --run-dir")
+        resuming = resume and self._ckpt_paths()[0].exists() and saved.exists()
+        if resuming:
+            self._check_resumable(load_run(self.run_dir))
+        rs, progress = self.load_checkpoint() if resuming else (None, None)
+        if rs is not None and progress["blocks_done"] > sch.blocks:
+            raise ValueError(f"{self.run_dir} has trained {sch.env_steps(progress['blocks_done'], cfg.n_envs)} env "
+                             f"steps, more than total_steps={cfg.total_steps}; a run can be extended, not shortened")
         saved.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        rs, progress = self.load_checkpoint() if resume else (None, None)
         self._record_versions(resumed=rs is not None)
         t_start = time.perf_counter()
         if rs is None:

@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 
 from meharl.config import resolve
-from meharl.experiment import Experiment, NaNError, load_trained
+from meharl.experiment import Experiment, NaNError, load_run, load_trained
 
 TINY = dict(
     env="mpe/simple_speaker_listener", hidden_sizes="16,16", n_envs=4, warmup_steps=200, train_interval=5,
@@ -65,6 +66,25 @@ def test_resume_after_interrupt_gives_the_same_numbers(cli_run, tmp_path, interr
         Experiment(cfg, tmp_path / "run", quiet=True).run()
     resumed, full = _read(tmp_path / "run"), _read(full_dir)
     assert [[r[k] for k in COMPARED] for r in resumed] == [[r[k] for k in COMPARED] for r in full]
+
+
+def test_a_finished_run_extended_to_more_steps_equals_the_longer_run(cli_run, tmp_path):
+    full_dir, _ = cli_run
+    run_dir = tmp_path / "run"
+    Experiment(resolve({**TINY, "total_steps": 400}), run_dir, quiet=True).run()
+    with pytest.raises(ValueError, match=r"differs in batch_size \(32 there, 64 here\)"):
+        Experiment(resolve({**TINY, "total_steps": 600, "batch_size": 64}), run_dir, quiet=True).run()
+    Experiment(resolve({**TINY, "total_steps": 600}), run_dir, quiet=True).run()
+    extended, full = _read(run_dir), _read(full_dir)
+    assert [[r[k] for k in COMPARED] for r in extended] == [[r[k] for k in COMPARED] for r in full]
+    with pytest.raises(ValueError, match="extended, not shortened"):
+        Experiment(resolve({**TINY, "total_steps": 500}), run_dir, quiet=True).run()
+    assert load_run(run_dir).total_steps == 600  # the refused resume left the run's config alone
+    # a decaying learning rate's schedule spans total_steps (only the saved config is read before refusing)
+    decaying = resolve({**TINY, "lr_decay": True})
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(decaying.to_dict(), sort_keys=False))
+    with pytest.raises(ValueError, match="lr_decay=true"):
+        Experiment(resolve({**TINY, "lr_decay": True, "total_steps": 700}), run_dir, quiet=True).run()
 
 
 def test_a_seed_does_not_depend_on_the_other_seeds(cli_run, tmp_path):
