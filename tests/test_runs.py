@@ -242,5 +242,5 @@ def test_bad_cli_input_fails_before_compiling():
 
 def test_resuming_with_a_different_config_is_refused(cli_run):
     run_dir, _ = cli_run
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"config differs in alpha \(.*, 0\.3 here\)"):
         Experiment(resolve({**TINY, "alpha": "0.3"}), run_dir, quiet=True).run()
