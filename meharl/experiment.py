@@ -187,10 +187,17 @@ class Experiment:
         path.write_text(json.dumps(now, indent=1))
 
     def _check_resumable(self, saved: Config):
-        """A checkpoint resumes under its own config, or under the same config with a larger
-        total_steps (extending a run), except where the learning rate decays over the run."""
+        """A checkpoint resumes under its own config, or under the same config with a total_steps
+        no smaller than what it has trained (extending a run), except where the learning rate
+        decays over the run. Reads only the configs and checkpoint.json, not the large npz."""
         diff = sorted(f.name for f in dataclasses.fields(Config) if getattr(saved, f.name) != getattr(self.cfg, f.name))
-        if not diff or (diff == ["total_steps"] and not self.cfg.lr_decay):
+        if not diff:
+            return
+        if diff == ["total_steps"] and not self.cfg.lr_decay:
+            done = json.loads(self._ckpt_paths()[1].read_text())["blocks_done"]  # the small half of the checkpoint
+            if done > self.schedule.blocks:
+                raise ValueError(f"{self.run_dir} has trained {self.schedule.env_steps(done, self.cfg.n_envs)} env "
+                                 f"steps, more than total_steps={self.cfg.total_steps}; a run can be extended, not shortened")
             return
         why = ("lr_decay=true: the learning rates decay to 0 over total_steps, so the run cannot be extended"
                if diff == ["total_steps"] else
@@ -206,9 +213,6 @@ class Experiment:
         if resuming:
             self._check_resumable(load_run(self.run_dir))
         rs, progress = self.load_checkpoint() if resuming else (None, None)
-        if rs is not None and progress["blocks_done"] > sch.blocks:
-            raise ValueError(f"{self.run_dir} has trained {sch.env_steps(progress['blocks_done'], cfg.n_envs)} env "
-                             f"steps, more than total_steps={cfg.total_steps}; a run can be extended, not shortened")
         saved.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         self._record_versions(resumed=rs is not None)
         t_start = time.perf_counter()
