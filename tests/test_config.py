@@ -43,6 +43,10 @@ def test_smac_presets_follow_the_per_map_tuned_files():
     base = resolve({"env": "smax/3m"})
     assert (base.gamma, base.n_step, base.alpha, base.critic_loss, base.value_norm) == (0.99, 20, 0.001, "huber", True)
     assert base.critic_layer_norm  # our deviation from the reference (config.py, docs/smax_2s3z.md)
+    # 3m's own: the shared actor with four half-batch updates (config.py, measured on 3 seeds)
+    assert (base.share_param, base.update_per_train, base.batch_size) == (True, 4, 500)
+    assert not resolve({"env": "smax/2s3z"}).share_param  # mixed units: one actor per agent
+    assert (resolve({"env": "smac/3m"}).share_param, resolve({"env": "smac/3m"}).batch_size) == (False, 1000)  # not measured there
     assert resolve({"env": "smax/5m_vs_6m"}).gamma == 0.95
     assert resolve({"env": "smax/6h_vs_8z"}).n_step == 5
     corridor = resolve({"env": "smac/corridor"})  # the real SMAC gets the same presets
