@@ -71,6 +71,8 @@ class Config:
     temperature: str = "per_agent"  # one temperature per agent, or one shared
     target_entropy: typing.Optional[float] = None  # None: the defaults documented in hasac.py
     discrete_target_entropy_ratio: float = 0.98  # discrete default target = ratio * log(n)
+    # the ratio annealed linearly to this over the run (algorithms/hasac.py); None: constant
+    discrete_target_entropy_ratio_final: typing.Optional[float] = None
     # n above: the size of the action space, or the number of actions available in each state
     discrete_target_entropy_over: str = "action_space"
     critic_loss: str = "mse"
@@ -254,6 +256,9 @@ def validate(cfg: Config) -> Config:
             raise ValueError(f"invalid {name}={getattr(cfg, name)!r}: must be > 0")
     for name in ("warmup_steps", "update_per_train", "alpha"):
         if getattr(cfg, name) < 0:
+            raise ValueError(f"invalid {name}={getattr(cfg, name)!r}: must be >= 0")
+    for name in ("discrete_target_entropy_ratio", "discrete_target_entropy_ratio_final"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 0:
             raise ValueError(f"invalid {name}={getattr(cfg, name)!r}: must be >= 0")
     if cfg.alpha == 0 and cfg.auto_alpha:
         raise ValueError("invalid alpha=0 with auto_alpha=true: the log-temperature starts at log(alpha)")

@@ -188,18 +188,21 @@ class Experiment:
 
     def _check_resumable(self, saved: Config):
         """A checkpoint resumes under its own config, or under the same config with a total_steps
-        no smaller than what it has trained (extending a run), except where the learning rate
-        decays over the run. Reads only the configs and checkpoint.json, not the large npz."""
+        no smaller than what it has trained (extending a run), except where a schedule spans the
+        run (decaying learning rates, an annealed target entropy). Reads only the configs and
+        checkpoint.json, not the large npz."""
         diff = sorted(f.name for f in dataclasses.fields(Config) if getattr(saved, f.name) != getattr(self.cfg, f.name))
         if not diff:
             return
-        if diff == ["total_steps"] and not self.cfg.lr_decay:
+        spans_run = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k in ("lr_decay", "discrete_target_entropy_ratio_final")
+                     if (v := getattr(self.cfg, k)) not in (False, None)]  # schedules over total_steps
+        if diff == ["total_steps"] and not spans_run:
             done = json.loads(self._ckpt_paths()[1].read_text())["blocks_done"]  # the small half of the checkpoint
             if done > self.schedule.blocks:
                 raise ValueError(f"{self.run_dir} has trained {self.schedule.env_steps(done, self.cfg.n_envs)} env "
                                  f"steps, more than total_steps={self.cfg.total_steps}; a run can be extended, not shortened")
             return
-        why = ("lr_decay=true: the learning rates decay to 0 over total_steps, so the run cannot be extended"
+        why = (f"{', '.join(spans_run)}: its schedule spans total_steps, so the run cannot be extended"
                if diff == ["total_steps"] else
                "differs in " + ", ".join(f"{k} ({getattr(saved, k)!r} there, {getattr(self.cfg, k)!r} here)" for k in diff))
         raise ValueError(f"{self.run_dir} holds a checkpoint of a run whose config {why}; resume it with its own "

@@ -172,6 +172,30 @@ def test_per_state_target_entropy_counts_the_available_actions():
         _setup("mpe/simple_speaker_listener_discrete", discrete_target_entropy_over="available", target_entropy=-1.0)
 
 
+def test_annealed_target_entropy_moves_the_temperature_the_other_way_at_the_end():
+    # ratio 2 -> 0 over the 10 updates _setup plans: at the first update every target is
+    # 2 log |A_i(s)|, above any reachable entropy, so the temperature rises; at the last it is
+    # 0, below the near-uniform initial policy's entropy, so it falls (Appendix H.1's J(alpha))
+    env, _, algo, ts = _setup("mpe/simple_speaker_listener_discrete", discrete_target_entropy_over="available",
+                              discrete_target_entropy_ratio=2.0, discrete_target_entropy_ratio_final=0.0)
+    mask = jnp.ones((2, 2, 5))
+    for updates, ratio in ((0, 2.0), (5, 1.0), (10, 0.0), (20, 0.0)):
+        np.testing.assert_allclose(algo.target_entropies(mask, updates), ratio * np.log([[3, 5]] * 2), rtol=1e-6)
+    batch = _batch(env.spec, jax.random.PRNGKey(0))
+    update = jax.jit(algo.update)
+    first, _ = update(ts, batch, jax.random.PRNGKey(1))
+    last, _ = update(ts._replace(updates=jnp.asarray(10, jnp.int32)), batch, jax.random.PRNGKey(1))
+    assert np.all(np.asarray(first.log_alpha) > np.asarray(ts.log_alpha))
+    assert np.all(np.asarray(last.log_alpha) < np.asarray(ts.log_alpha))
+    # the action-space target anneals too; where no discrete target applies it is refused
+    _, _, algo_a, _ = _setup("mpe/simple_speaker_listener_discrete", discrete_target_entropy_ratio_final=0.5)
+    np.testing.assert_allclose(algo_a.target_entropies(mask, 10), 0.5 * np.log([[3, 5]] * 2), rtol=1e-6)
+    with pytest.raises(ValueError, match="discrete_target_entropy_ratio_final=0.1 has no effect.*continuous"):
+        _setup("mpe/simple_spread", discrete_target_entropy_ratio_final=0.1)
+    with pytest.raises(ValueError, match="invalid discrete_target_entropy_ratio_final=-0.1: must be >= 0"):
+        resolve({"discrete_target_entropy_ratio_final": -0.1})
+
+
 def test_share_param_refused_for_heterogeneous_agents():
     with pytest.raises(ValueError, match="share_param"):
         _setup(share_param=True)

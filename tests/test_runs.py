@@ -85,6 +85,11 @@ def test_a_finished_run_extended_to_more_steps_equals_the_longer_run(cli_run, tm
     (run_dir / "config.yaml").write_text(yaml.safe_dump(decaying.to_dict(), sort_keys=False))
     with pytest.raises(ValueError, match="lr_decay=true"):
         Experiment(resolve({**TINY, "lr_decay": True, "total_steps": 700}), run_dir, quiet=True).run()
+    # ... as does an annealed target entropy's (on a discrete task, where it applies)
+    annealed = {**TINY, "env": "mpe/simple_speaker_listener_discrete", "discrete_target_entropy_ratio_final": 0.1}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolve(annealed).to_dict(), sort_keys=False))
+    with pytest.raises(ValueError, match="discrete_target_entropy_ratio_final=0.1: its schedule spans total_steps"):
+        Experiment(resolve({**annealed, "total_steps": 700}), run_dir, quiet=True).run()
 
 
 def test_a_seed_does_not_depend_on_the_other_seeds(cli_run, tmp_path):

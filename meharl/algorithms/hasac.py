@@ -32,6 +32,9 @@ discrete spaces (a shape bug); ``discrete_target_entropy_ratio=0`` reproduces th
 With action masks (SMAX) ``ratio * log |A_i|`` can exceed the entropy reachable in a state
 where few actions are available; ``discrete_target_entropy_over="available"`` makes the
 target per state, ``ratio * log |A_i(s)|`` with A_i(s) the available actions.
+``discrete_target_entropy_ratio_final`` (not in the papers) anneals the ratio linearly from
+``discrete_target_entropy_ratio`` at the first update to that value at the last: exploration
+early, a sharper policy (whose sampled play is closer to its greedy play) late.
 
 Averaged actor (``actor_polyak``, not in the papers): a Polyak average of the actors'
 weights, updated after every update like the target critics. Evaluation plays it
@@ -139,10 +142,14 @@ class HASAC:
             )
         if cfg.init_policy is not None and not (spec.discrete and all(a.action_dim == len(cfg.init_policy) for a in spec.agents)):
             raise ValueError(f"init_policy={cfg.init_policy} needs discrete agents with {len(cfg.init_policy)} actions each")
-        if cfg.discrete_target_entropy_over == "available" and (not spec.discrete or cfg.target_entropy is not None):
+        if not spec.discrete or cfg.target_entropy is not None:
             why = "its agents are continuous" if not spec.discrete else f"target_entropy={cfg.target_entropy} overrides it"
-            raise ValueError(f"discrete_target_entropy_over=available has no effect on {spec.name}: {why}; "
-                             "use discrete_target_entropy_over=action_space")
+            if cfg.discrete_target_entropy_over == "available":
+                raise ValueError(f"discrete_target_entropy_over=available has no effect on {spec.name}: {why}; "
+                                 "use discrete_target_entropy_over=action_space")
+            if cfg.discrete_target_entropy_ratio_final is not None:
+                raise ValueError(f"discrete_target_entropy_ratio_final={cfg.discrete_target_entropy_ratio_final} has no "
+                                 f"effect on {spec.name}: {why}; leave it unset (none)")
         self.spec, self.cfg = spec, cfg
         self.n = spec.n_agents
         self.discrete = spec.discrete
@@ -154,6 +161,9 @@ class HASAC:
         self.param_index = np.zeros(self.n, np.int32) if cfg.share_param else np.arange(self.n)
         self.target_entropy = jnp.asarray(default_target_entropy(spec, cfg))
         self.per_state_target = cfg.discrete_target_entropy_over == "available"  # checked above: it applies
+        ratio, final = cfg.discrete_target_entropy_ratio, cfg.discrete_target_entropy_ratio_final
+        # the discrete ratio after `updates` updates (checked above: set only where it applies)
+        self.target_ratio = (lambda updates: ratio) if final is None else optax.linear_schedule(ratio, final, max(total_updates, 1))
 
         def lr(base, steps):
             return optax.linear_schedule(base, 0.0, max(steps, 1)) if cfg.lr_decay else base
@@ -223,11 +233,14 @@ class HASAC:
         """Padded policy actions -> what the env's ``step`` takes (indices for discrete)."""
         return jnp.argmax(actions, -1) if self.discrete else actions
 
-    def target_entropies(self, action_mask):
-        """Target entropy of every agent in every sample, [B, n] (see the module docstring)."""
+    def target_entropies(self, action_mask, updates=0):
+        """Target entropy of every agent in every sample, [B, n], after `updates` updates (see
+        the module docstring)."""
         if self.per_state_target:
             n_avail = jnp.maximum((action_mask * self.dim_mask).sum(-1), 1.0)
-            return self.cfg.discrete_target_entropy_ratio * jnp.log(n_avail)
+            return self.target_ratio(updates) * jnp.log(n_avail)
+        if self.cfg.discrete_target_entropy_ratio_final is not None:  # discrete, action-space target
+            return jnp.broadcast_to(self.target_ratio(updates) * jnp.log(self.dim_mask.sum(-1)), action_mask.shape[:-1])
         return jnp.broadcast_to(self.target_entropy, action_mask.shape[:-1])
 
     # ------------------------------------------------------------------ losses
@@ -293,7 +306,7 @@ class HASAC:
             a_i, _ = self._sample_agent(params_i, i, batch.obs[:, i], batch.action_mask[:, i], pre_keys[m])
             actions = actions.at[:, i].set(a_i)
         pre_actions = actions = jax.lax.stop_gradient(actions)
-        target_entropy = self.target_entropies(batch.action_mask)
+        target_entropy = self.target_entropies(batch.action_mask, ts.updates)
 
         def agent_step(m, carry):
             actor_params, actor_opt, log_alpha, alpha_opt, actions, key, losses, logps, seen, rkeys = carry
@@ -371,7 +384,7 @@ class HASAC:
         if cfg.auto_alpha and cfg.temperature == "shared":
             # one temperature on the joint entropy: target sum_i H_i
             w = batch.alive
-            g = -jnp.sum(((logps + self.target_entropies(batch.action_mask)) * w).sum(-1)) / logps.shape[0]
+            g = -jnp.sum(((logps + self.target_entropies(batch.action_mask, ts.updates)) * w).sum(-1)) / logps.shape[0]
             upd, a_opt = self.alpha_tx.update(g, _index(alpha_opt, 0), log_alpha[0])
             log_alpha = log_alpha.at[0].add(upd)
             alpha_opt = _set(alpha_opt, 0, a_opt)
