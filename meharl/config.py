@@ -73,7 +73,7 @@ class Config:
     discrete_target_entropy_ratio: float = 0.98  # discrete default target = ratio * log(n)
     # the ratio annealed linearly to this over the run (algorithms/hasac.py); None: constant
     discrete_target_entropy_ratio_final: typing.Optional[float] = None
-    # n above: the size of the action space, or the number of actions available in each state
+    # n in the ratio's target: the size of the action space, or the actions available in each state
     discrete_target_entropy_over: str = "action_space"
     critic_loss: str = "mse"
     huber_delta: float = 10.0
