@@ -254,10 +254,8 @@ def validate(cfg: Config) -> Config:
     for name in positive:
         if not getattr(cfg, name) > 0:
             raise ValueError(f"invalid {name}={getattr(cfg, name)!r}: must be > 0")
-    for name in ("warmup_steps", "update_per_train", "alpha"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"invalid {name}={getattr(cfg, name)!r}: must be >= 0")
-    for name in ("discrete_target_entropy_ratio", "discrete_target_entropy_ratio_final"):
+    for name in ("warmup_steps", "update_per_train", "alpha", "discrete_target_entropy_ratio",
+                 "discrete_target_entropy_ratio_final"):  # the last may be None (unset)
         if getattr(cfg, name) is not None and getattr(cfg, name) < 0:
             raise ValueError(f"invalid {name}={getattr(cfg, name)!r}: must be >= 0")
     if cfg.alpha == 0 and cfg.auto_alpha:
