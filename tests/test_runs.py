@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -249,3 +250,25 @@ def test_resuming_with_a_different_config_is_refused(cli_run):
     run_dir, _ = cli_run
     with pytest.raises(ValueError, match=r"config differs in alpha \(.*, 0\.3 here\)"):
         Experiment(resolve({**TINY, "alpha": "0.3"}), run_dir, quiet=True).run()
+
+
+def test_outcomes_mean_averages_the_checkpoints_and_refuses_mismatched_files(tmp_path):
+    # The docs' "1000 battles greedy" numbers are this mean over the kept checkpoints' outcome files.
+    def outcome(name, det, sto, averaged=None):
+        result = {"run_dir": "r", "env_steps": 1, "episodes": 1000,
+                  "deterministic": {"won": det, "wiped": 1 - det}, "stochastic": {"won": sto, "wiped": 1 - sto}}
+        if averaged is not None:
+            result["averaged_deterministic"] = {"won": averaged}
+        (tmp_path / name).write_text(json.dumps(result))
+        return str(tmp_path / name)
+
+    script = str(Path(__file__).parents[1] / "bench" / "outcomes_mean.py")
+    a, b = outcome("a.json", 0.86, 0.75), outcome("b.json", 0.89, 0.80)
+    out = subprocess.run([sys.executable, script, a, b, "--out", str(tmp_path / "m.json")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    mean = json.loads((tmp_path / "m.json").read_text())
+    assert mean["deterministic"]["mean"] == pytest.approx(0.875) and mean["stochastic"]["mean"] == pytest.approx(0.775)
+    assert "mean 87.50% over 2 files" in out.stdout
+    c = outcome("c.json", 0.9, 0.8, averaged=0.95)  # a run with an averaged actor has two more policies
+    bad = subprocess.run([sys.executable, script, c, a], capture_output=True, text=True)
+    assert bad.returncode == 1 and f"{a} lacks averaged_deterministic" in bad.stderr
