@@ -13,9 +13,9 @@ from pathlib import Path
 
 
 def outcomes_mean(paths):
-    """{policy: {"per_file": {path: won}, "mean": mean won}} over the policies every file has."""
+    """{policy: {"per_file": {path: won}, "mean": mean won}}; every file must hold the same policies."""
     results = {p: json.loads(Path(p).read_text()) for p in paths}
-    policies = [k for k, v in next(iter(results.values())).items() if isinstance(v, dict) and "won" in v]
+    policies = list(dict.fromkeys(k for r in results.values() for k, v in r.items() if isinstance(v, dict) and "won" in v))
     missing = {p: [k for k in policies if k not in r] for p, r in results.items()}
     if any(missing.values()):
         raise SystemExit("files differ in their policies: "

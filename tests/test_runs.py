@@ -270,5 +270,6 @@ def test_outcomes_mean_averages_the_checkpoints_and_refuses_mismatched_files(tmp
     assert mean["deterministic"]["mean"] == pytest.approx(0.875) and mean["stochastic"]["mean"] == pytest.approx(0.775)
     assert "mean 87.50% over 2 files" in out.stdout
     c = outcome("c.json", 0.9, 0.8, averaged=0.95)  # a run with an averaged actor has two more policies
-    bad = subprocess.run([sys.executable, script, c, a], capture_output=True, text=True)
-    assert bad.returncode == 1 and f"{a} lacks averaged_deterministic" in bad.stderr
+    for order in ([c, a], [a, c]):
+        bad = subprocess.run([sys.executable, script, *order], capture_output=True, text=True)
+        assert bad.returncode == 1 and f"{a} lacks averaged_deterministic" in bad.stderr
