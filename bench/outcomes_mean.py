@@ -20,8 +20,8 @@ def outcomes_mean(paths):
     if any(missing.values()):
         raise SystemExit("files differ in their policies: "
                          + "; ".join(f"{p} lacks {', '.join(ks)}" for p, ks in missing.items() if ks))
-    return {k: {"per_file": {p: r[k]["won"] for p, r in results.items()},
-                "mean": sum(r[k]["won"] for r in results.values()) / len(results)} for k in policies}
+    won = {k: {p: r[k]["won"] for p, r in results.items()} for k in policies}
+    return {k: {"per_file": w, "mean": sum(w.values()) / len(w)} for k, w in won.items()}
 
 
 def main():
