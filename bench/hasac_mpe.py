@@ -35,12 +35,13 @@ from meharl.runners.offpolicy import over_seeds
 REF = Path(__file__).resolve().parents[1].parent / "shared" / "bench" / "ref_hasac_update.py"
 
 
-def timed_run(overrides, run_dir):
-    """Train; return the experiment, its rows, and the steady-state wall time and blocks
-    (every chunk after the first, which includes XLA compilation)."""
+def timed_run(overrides, run_dir, resume=False):
+    """Train (from run_dir's checkpoint if resume); return the experiment, its rows, and the
+    steady-state wall time and blocks (every chunk of this process after its first, which
+    includes XLA compilation)."""
     exp = Experiment(resolve(overrides), run_dir, quiet=True)
     t0 = time.perf_counter()
-    rows = exp.run(resume=False)
+    rows = exp.run(resume=resume)
     total = time.perf_counter() - t0
     steady_blocks = sum(n for n, _ in exp.timings[1:])
     steady_s = sum(s for _, s in exp.timings[1:])

@@ -7,7 +7,10 @@ Writes, per environment, JSON (stdout and --out) with
   eval_win_rate                    final win rate per seed and mean (SMAX)
   curve                            every evaluation: seed, env_steps, eval_return_mean, eval_win_rate
   wall_s                           total wall time including compilation
-and the run's learning-curve PNG next to the JSON.
+  resumed_at                       env steps the run had when this process started (0: a fresh run);
+                                   the speeds and wall_s cover this process only
+and the run's learning-curve PNG next to the JSON. --resume continues OUT_DIR/run_<env> from its
+last checkpoint (the same overrides; a larger --steps extends a finished run).
 
 Usage (targets of the issue in brackets):
   python bench/hasac_train.py --env mamujoco/HalfCheetah-2x3 --steps 1000000 --seeds 0,1,2   [return >= 3000]
@@ -26,15 +29,18 @@ from hasac_mpe import timed_run  # same folder
 from meharl.config import parse_overrides
 
 
-def bench(env: str, steps: int, seeds: str, overrides: dict, out_dir: Path) -> dict:
+def bench(env: str, steps: int, seeds: str, overrides: dict, out_dir: Path, resume: bool = False) -> dict:
     name = env.replace("/", "_")
-    exp, rows, t = timed_run({"env": env, "total_steps": steps, "seeds": seeds, **overrides}, out_dir / f"run_{name}")
+    exp, rows, t = timed_run({"env": env, "total_steps": steps, "seeds": seeds, **overrides}, out_dir / f"run_{name}", resume)
     sch, n_seeds = exp.schedule, len(exp.cfg.seeds)
     last = [r for r in rows if r["env_steps"] == rows[-1]["env_steps"]]
+    trained_here = sum(n for n, _ in exp.timings)  # blocks this process trained
+    steady = t["steady_s"] or float("nan")  # nan: a single chunk, nothing timed past the compile
     result = {
         "env": env, "steps": steps, "seeds": seeds, "overrides": overrides, "wall_s": t["total_s"],
-        "env_steps_per_s": t["steady_blocks"] * sch.block_env_steps * n_seeds / t["steady_s"],
-        "updates_per_s": t["steady_blocks"] * sch.updates_per_block * n_seeds / t["steady_s"],
+        "resumed_at": sch.env_steps(sch.blocks - trained_here, exp.cfg.n_envs) if trained_here < sch.blocks else 0,
+        "env_steps_per_s": t["steady_blocks"] * sch.block_env_steps * n_seeds / steady,
+        "updates_per_s": t["steady_blocks"] * sch.updates_per_block * n_seeds / steady,
         "eval_return": {"per_seed": {r["seed"]: r["eval_return_mean"] for r in last},
                         "mean": float(np.mean([r["eval_return_mean"] for r in last]))},
         "eval_win_rate": {"per_seed": {r["seed"]: r["eval_win_rate"] for r in last},
@@ -52,12 +58,14 @@ def main():
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--seeds", default="0")
     p.add_argument("--out-dir", default="bench/out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT_DIR/run_<env> from its last checkpoint instead of starting afresh")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     a = p.parse_args()
     out_dir = Path(a.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for env in a.env.split(","):
-        result = bench(env, a.steps, a.seeds, parse_overrides(a.overrides), out_dir)
+        result = bench(env, a.steps, a.seeds, parse_overrides(a.overrides), out_dir, a.resume)
         print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
 
 

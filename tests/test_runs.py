@@ -246,6 +246,26 @@ def test_bad_cli_input_fails_before_compiling():
     assert prefix.returncode == 2 and "unrecognized arguments: --ep 3" in prefix.stderr
 
 
+def test_hasac_train_bench_resumes_its_run(cli_run, tmp_path):
+    """bench/hasac_train.py --resume continues the run in its --out-dir (an hour-long benchmark
+    stopped midway need not start again): a finished 400-step run extended to 600 steps has the
+    uninterrupted run's numbers, and the JSON says where this process took the run up."""
+    full_dir, _ = cli_run
+    script = str(Path(__file__).parents[1] / "bench" / "hasac_train.py")
+    overrides = [f"{k}={v}" for k, v in TINY.items() if k not in ("env", "total_steps", "seeds")]
+
+    def bench(steps, *flags):
+        out = subprocess.run([sys.executable, script, "--env", TINY["env"], "--steps", str(steps), "--seeds", TINY["seeds"],
+                              "--out-dir", str(tmp_path), *flags, *overrides], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert bench(400)["resumed_at"] == 0
+    assert bench(600, "--resume")["resumed_at"] == 400
+    extended, full = _read(tmp_path / "run_mpe_simple_speaker_listener"), _read(full_dir)
+    assert [[r[k] for k in COMPARED] for r in extended] == [[r[k] for k in COMPARED] for r in full]
+
+
 def test_resuming_with_a_different_config_is_refused(cli_run):
     run_dir, _ = cli_run
     with pytest.raises(ValueError, match=r"config differs in alpha \(.*, 0\.3 here\)"):
