@@ -35,12 +35,12 @@ def bench(env: str, steps: int, seeds: str, overrides: dict, out_dir: Path, resu
     sch, n_seeds = exp.schedule, len(exp.cfg.seeds)
     last = [r for r in rows if r["env_steps"] == rows[-1]["env_steps"]]
     trained_here = sum(n for n, _ in exp.timings)  # blocks this process trained
-    steady = t["steady_s"] or float("nan")  # nan: a single chunk, nothing timed past the compile
+    # per second over this process's chunks after its first (None: one chunk, all of it compiling)
+    rate = lambda per_block: t["steady_blocks"] * per_block * n_seeds / t["steady_s"] if t["steady_s"] else None
     result = {
         "env": env, "steps": steps, "seeds": seeds, "overrides": overrides, "wall_s": t["total_s"],
         "resumed_at": sch.env_steps(sch.blocks - trained_here, exp.cfg.n_envs) if trained_here < sch.blocks else 0,
-        "env_steps_per_s": t["steady_blocks"] * sch.block_env_steps * n_seeds / steady,
-        "updates_per_s": t["steady_blocks"] * sch.updates_per_block * n_seeds / steady,
+        "env_steps_per_s": rate(sch.block_env_steps), "updates_per_s": rate(sch.updates_per_block),
         "eval_return": {"per_seed": {r["seed"]: r["eval_return_mean"] for r in last},
                         "mean": float(np.mean([r["eval_return_mean"] for r in last]))},
         "eval_win_rate": {"per_seed": {r["seed"]: r["eval_win_rate"] for r in last},

@@ -264,6 +264,8 @@ def test_hasac_train_bench_resumes_its_run(cli_run, tmp_path):
     assert bench(600, "--resume")["resumed_at"] == 400
     extended, full = _read(tmp_path / "run_mpe_simple_speaker_listener"), _read(full_dir)
     assert [[r[k] for k in COMPARED] for r in extended] == [[r[k] for k in COMPARED] for r in full]
+    done = bench(600, "--resume")  # nothing left to train: no speed to report, rather than a division by zero
+    assert done["resumed_at"] == 600 and done["env_steps_per_s"] is None and done["updates_per_s"] is None
 
 
 def test_resuming_with_a_different_config_is_refused(cli_run):
