@@ -40,14 +40,16 @@ def test_override_needs_key_value():
 
 def test_smac_presets_follow_the_per_map_tuned_files():
     # HARL tuned_configs/smac/<map>/hasac: the shared SMAC values, then each map's own
-    base = resolve({"env": "smax/3m"})
+    base = resolve({"env": "smax/2s3z"})  # no file of its own: the shared values
     assert (base.gamma, base.n_step, base.alpha, base.critic_loss, base.value_norm) == (0.99, 20, 0.001, "huber", True)
     assert base.critic_layer_norm  # our deviation from the reference (config.py, docs/smax_2s3z.md)
-    # 3m's own: the shared actor with four half-batch updates (config.py, measured on 3 seeds)
-    assert (base.share_param, base.update_per_train, base.batch_size) == (True, 4, 500)
-    assert not resolve({"env": "smax/2s3z"}).share_param  # mixed units: one actor per agent
+    assert not base.share_param  # mixed units: one actor per agent
+    # 3m's own: the shared actor with four half-batch updates and gamma 0.95 (config.py, measured)
+    smax_3m = resolve({"env": "smax/3m"})
+    assert (smax_3m.share_param, smax_3m.update_per_train, smax_3m.batch_size, smax_3m.gamma) == (True, 4, 500, 0.95)
+    assert (smax_3m.n_step, smax_3m.alpha, smax_3m.critic_layer_norm) == (20, 0.001, True)
     smac_3m = resolve({"env": "smac/3m"})  # not measured on the real SMAC: the shared values
-    assert (smac_3m.share_param, smac_3m.update_per_train, smac_3m.batch_size) == (False, 1, 1000)
+    assert (smac_3m.share_param, smac_3m.update_per_train, smac_3m.batch_size, smac_3m.gamma) == (False, 1, 1000, 0.99)
     assert resolve({"env": "smax/5m_vs_6m"}).gamma == 0.95
     assert resolve({"env": "smax/6h_vs_8z"}).n_step == 5
     corridor = resolve({"env": "smac/corridor"})  # the real SMAC gets the same presets
