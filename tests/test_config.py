@@ -44,9 +44,9 @@ def test_smac_presets_follow_the_per_map_tuned_files():
     assert (base.gamma, base.n_step, base.alpha, base.critic_loss, base.value_norm) == (0.99, 20, 0.001, "huber", True)
     assert base.critic_layer_norm  # our deviation from the reference (config.py, docs/smax_2s3z.md)
     assert not base.share_param  # mixed units: one actor per agent
-    # 3m's own: the shared actor with four half-batch updates and gamma 0.95 (config.py, measured)
+    # 3m's own: the shared actor with four half-batch updates and gamma 0.9 (config.py, measured)
     smax_3m = resolve({"env": "smax/3m"})
-    assert (smax_3m.share_param, smax_3m.update_per_train, smax_3m.batch_size, smax_3m.gamma) == (True, 4, 500, 0.95)
+    assert (smax_3m.share_param, smax_3m.update_per_train, smax_3m.batch_size, smax_3m.gamma) == (True, 4, 500, 0.9)
     assert (smax_3m.n_step, smax_3m.alpha, smax_3m.critic_layer_norm) == (20, 0.001, True)
     smac_3m = resolve({"env": "smac/3m"})  # not measured on the real SMAC: the shared values
     assert (smac_3m.share_param, smac_3m.update_per_train, smac_3m.batch_size, smac_3m.gamma) == (False, 1, 1000, 0.99)
