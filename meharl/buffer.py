@@ -1,7 +1,7 @@
 """Replay: flashbax's trajectory buffer stores one row per rollout env (time along axis 1);
 an n-step sampler reads only what the n-step target needs.
 
-For a sampled start t the target of HASAC's critic is
+For a sampled start t the n-step target of an off-policy critic is
 
     y = sum_{j<k} gamma^j r_{t+j} + gamma^k (1 - terminated_{t+k-1}) V(s'_{t+k-1})
 
@@ -17,7 +17,20 @@ import jax
 import jax.numpy as jnp
 from flashbax.buffers import trajectory_buffer as fbx_trajectory
 
-from meharl.algorithms.hasac import Batch
+class Batch(NamedTuple):
+    """n-step transitions: everything per sample, leading axis B."""
+
+    obs: jax.Array  # [B, n, O]
+    state: jax.Array  # [B, S]
+    action: jax.Array  # [B, n, A] continuous vectors or one-hots, zero-padded
+    action_mask: jax.Array  # [B, n, A]
+    alive: jax.Array  # [B, n]
+    reward: jax.Array  # [B] discounted n-step reward sum
+    discount: jax.Array  # [B] gamma^k (1 - terminated at step k)
+    next_obs: jax.Array  # [B, n, O]
+    next_state: jax.Array  # [B, S]
+    next_action_mask: jax.Array  # [B, n, A]
+    next_alive: jax.Array  # [B, n]
 
 
 class Transition(NamedTuple):

@@ -15,7 +15,6 @@ Run directory layout::
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime as _dt
 import json
 import os
@@ -31,18 +30,25 @@ import numpy as np
 import yaml
 
 from meharl.algorithms import ALGORITHMS
-from meharl.config import Config, env_options, from_dict, resolve
+from meharl.config import Config, env_options, load_run, resolve
 from meharl.envs import headline_metric, is_host, make
+from meharl.plotting import plot_runs
 from meharl.runners.host import HostOffPolicyRunner
 from meharl.runners.offpolicy import OffPolicyRunner
+from meharl.runners.onpolicy import OnPolicyRunner
 
 # Packages whose versions change a run's numbers: another JAX release, for one, compiles the
 # same program into float reductions of another order, so a seed follows another trajectory.
 VERSIONED = ("meharl", "jax", "jaxlib", "flax", "optax", "numpy", "flashbax", "jaxmarl", "gymnasium",
              "gymnasium-robotics", "mujoco", "mpe2", "pettingzoo")
 
-CSV_FIELDS = ["seed", "env_steps", "wall_time", "eval_return_mean", "eval_return_std", "eval_win_rate",
-              "critic_loss", "actor_loss", "q_mean", "alpha", "entropy"]
+# the columns of metrics.csv before the algorithm's own metrics (its ``metrics``)
+EVAL_FIELDS = ["seed", "env_steps", "wall_time", "eval_return_mean", "eval_return_std", "eval_win_rate"]
+
+
+# (learner kind, host-stepped env) -> runner class
+RUNNERS = {("off_policy", False): OffPolicyRunner, ("off_policy", True): HostOffPolicyRunner,
+           ("on_policy", False): OnPolicyRunner}
 
 
 class NaNError(RuntimeError):
@@ -51,10 +57,13 @@ class NaNError(RuntimeError):
 
 def build(cfg: Config):
     """The environment (for host-stepped ones: the factory of one env) and the runner."""
+    learner = ALGORITHMS[cfg.algo].learner
+    if (learner, is_host(cfg.env)) not in RUNNERS:
+        raise ValueError(f"algo={cfg.algo} ({learner.replace('_', '-')}) runs on the JAX environments for now, not on "
+                         f"the host-stepped {cfg.env}; JAX families: matrix, mpe, smax")
     env = make(cfg.env, **env_options(cfg))
-    runner = (HostOffPolicyRunner if is_host(cfg.env) else OffPolicyRunner)(env, None, cfg)
-    total_updates = runner.schedule.blocks * runner.schedule.updates_per_block
-    runner.algo = ALGORITHMS[cfg.algo](runner.spec, cfg, total_updates)
+    runner = RUNNERS[ALGORITHMS[cfg.algo].learner, is_host(cfg.env)](env, None, cfg)
+    runner.algo = ALGORITHMS[cfg.algo](runner.spec, cfg, runner.total_updates)
     return env, runner
 
 
@@ -72,6 +81,7 @@ class Experiment:
             run_dir = Path(cfg.run_dir) / name
         self.run_dir = Path(run_dir)
         self.loop = self.runner.compile(len(cfg.seeds))
+        self.csv_fields = EVAL_FIELDS + list(self.runner.algo.metrics)
 
     # ------------------------------------------------------------------ state
     def seed_keys(self):
@@ -119,9 +129,9 @@ class Experiment:
     # ------------------------------------------------------------------ logging
     def _write_outputs(self, rows: list[dict]):
         with open(self.run_dir / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            w = csv.DictWriter(f, fieldnames=self.csv_fields)
             w.writeheader()
-            w.writerows({k: row.get(k, "") for k in CSV_FIELDS} for row in rows)
+            w.writerows({k: row.get(k, "") for k in self.csv_fields} for row in rows)
         self._write_marl_eval(rows)
 
     def _write_marl_eval(self, rows):
@@ -142,7 +152,7 @@ class Experiment:
         for seed in self.cfg.seeds:
             with SummaryWriter(str(self.run_dir / "tb" / f"seed_{seed}")) as w:
                 for row in (r for r in rows if r["seed"] == seed):
-                    for k in CSV_FIELDS[3:]:
+                    for k in self.csv_fields[3:]:
                         if row.get(k, "") != "":
                             w.add_scalar(k, row[k], row["env_steps"])
 
@@ -189,13 +199,14 @@ class Experiment:
     def _check_resumable(self, saved: Config):
         """A checkpoint resumes under its own config, or under the same config with a total_steps
         no smaller than what it has trained (extending a run), except where a schedule spans the
-        run (decaying learning rates, an annealed target entropy). Reads only the configs and
-        checkpoint.json, not the large npz."""
-        diff = sorted(f.name for f in dataclasses.fields(Config) if getattr(saved, f.name) != getattr(self.cfg, f.name))
+        run (the algorithm's ``spans_run`` keys: decaying learning rates, ...). Reads only the
+        configs and checkpoint.json, not the large npz."""
+        old, new = saved.flat(), self.cfg.flat()
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if not diff:
             return
-        spans_run = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k in ("lr_decay", "discrete_target_entropy_ratio_final")
-                     if (v := getattr(self.cfg, k)) not in (False, None)]  # schedules over total_steps
+        spans_run = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k in ALGORITHMS[self.cfg.algo].spans_run
+                     if (v := new[k]) not in (False, None)]  # schedules over total_steps
         if diff == ["total_steps"] and not spans_run:
             done = json.loads(self._ckpt_paths()[1].read_text())["blocks_done"]  # the small half of the checkpoint
             if done > self.schedule.blocks:
@@ -204,7 +215,7 @@ class Experiment:
             return
         why = (f"{', '.join(spans_run)}: its schedule spans total_steps, so the run cannot be extended"
                if diff == ["total_steps"] else
-               "differs in " + ", ".join(f"{k} ({getattr(saved, k)!r} there, {getattr(self.cfg, k)!r} here)" for k in diff))
+               "differs in " + ", ".join(f"{k} ({old.get(k)!r} there, {new.get(k)!r} here)" for k in diff))
         raise ValueError(f"{self.run_dir} holds a checkpoint of a run whose config {why}; resume it with its own "
                          "config (only total_steps may grow), or pass --no-resume / another --run-dir")
 
@@ -272,8 +283,6 @@ class Experiment:
         if bar is not None:
             bar.close()
         self._tensorboard(rows)
-        from meharl.plotting import plot_runs
-
         plot_runs([self.run_dir], self.run_dir / "learning_curve.png", headline_metric(cfg.env))
         self.state = rs
         return rows
@@ -299,10 +308,6 @@ def package_versions() -> dict:
     return out
 
 
-def load_run(run_dir) -> Config:
-    return from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
-
-
 def load_trained(run_dir, cfg: Config | None = None, step: int | None = None):
     """A saved run's trained algorithm state of all seeds, from its last checkpoint or, with
     ``step``, the policy kept at the evaluation at that env step (keep_policies).
@@ -325,7 +330,7 @@ def evaluate_run(run_dir, eval_episodes: int | None = None, cfg: Config | None =
     Returns ({seed: (per-episode returns, per-episode won)}, {"blocks_done", "env_steps"})."""
     cfg = load_run(run_dir) if cfg is None else cfg
     if eval_episodes is not None:
-        cfg.eval_episodes = eval_episodes
+        cfg = cfg.replace(eval_episodes=eval_episodes)
     exp, algo_state, where = load_trained(run_dir, cfg, step)
     ret, won = exp.loop.evaluate(algo_state, exp.eval_keys(where["blocks_done"] + 1))
     return {seed: (np.asarray(ret[s]), np.asarray(won[s])) for s, seed in enumerate(cfg.seeds)}, where

@@ -148,3 +148,96 @@ def policy_sample(out, discrete, dim_mask, avail_mask, key, deterministic=False)
     if discrete:
         return categorical_sample(out, dim_mask * avail_mask, key, deterministic)
     return tanh_gaussian_sample(out, dim_mask, key, deterministic)
+
+
+# ---------------------------------------------------------------------------------------
+# On-policy (HAPPO, HATRPO, HAA2C, MAPPO): the reference's DiagGaussian and a V critic.
+
+
+class StochasticPolicy(nn.Module):
+    """The on-policy actor. Discrete: logits. Continuous: a Gaussian (not squashed) whose mean
+    is the MLP's output and whose std is state-independent, parametrised as the reference's
+    DiagGaussian: std = sigmoid(log_std / std_x_coef) * std_y_coef, log_std initialised to
+    std_x_coef. The output is [mean, std] (2 * action_dim) so both kinds are one array."""
+
+    hidden: Sequence[int]
+    action_dim: int
+    discrete: bool
+    feature_norm: bool = False
+    std_x_coef: float = 1.0
+    std_y_coef: float = 0.5
+
+    @nn.compact
+    def __call__(self, obs, obs_mask):
+        out = MLP(self.hidden, self.action_dim, 0.01, self.feature_norm)(obs, obs_mask)
+        if self.discrete:
+            return out
+        log_std = self.param("log_std", nn.initializers.constant(self.std_x_coef), (self.action_dim,))
+        std = jax.nn.sigmoid(log_std / self.std_x_coef) * self.std_y_coef
+        return jnp.concatenate([out, jnp.broadcast_to(std, out.shape)], -1)
+
+
+class VNetwork(nn.Module):
+    """Centralised V(s) on the global state."""
+
+    hidden: Sequence[int]
+    feature_norm: bool = False
+
+    @nn.compact
+    def __call__(self, state):
+        return MLP(self.hidden, 1, 1.0, self.feature_norm)(state, jnp.ones_like(state))[..., 0]
+
+
+def gaussian_log_prob(out, dim_mask, action):
+    mu, std = jnp.split(out, 2, axis=-1)
+    logp = -0.5 * jnp.square((action - mu) / std) - jnp.log(std) - 0.5 * jnp.log(2.0 * jnp.pi)
+    return jnp.sum(logp * dim_mask, -1)
+
+
+def gaussian_entropy(out, dim_mask):
+    _, std = jnp.split(out, 2, axis=-1)
+    return jnp.sum((0.5 + 0.5 * jnp.log(2.0 * jnp.pi) + jnp.log(std)) * dim_mask, -1)
+
+
+def gaussian_kl(old, new, dim_mask):
+    """KL(old || new) of two diagonal Gaussians, over the real dims."""
+    mu0, s0 = jnp.split(old, 2, axis=-1)
+    mu1, s1 = jnp.split(new, 2, axis=-1)
+    kl = jnp.log(s1 / s0) + (jnp.square(s0) + jnp.square(mu0 - mu1)) / (2.0 * jnp.square(s1)) - 0.5
+    return jnp.sum(kl * dim_mask, -1)
+
+
+def categorical_kl(old_logits, new_logits, mask):
+    lp0, lp1 = masked_log_softmax(old_logits, mask), masked_log_softmax(new_logits, mask)
+    return jnp.sum(jnp.where(mask > 0, jnp.exp(lp0) * (lp0 - lp1), 0.0), -1)
+
+
+class Distribution:
+    """log-probability, entropy, KL and sampling of one agent's policy output ``out`` with its
+    real-dimension mask and available actions; actions are vectors (continuous) or one-hots."""
+
+    def __init__(self, discrete: bool):
+        self.discrete = discrete
+
+    def sample(self, out, dim_mask, avail, key, deterministic=False):
+        if self.discrete:
+            m = dim_mask * avail
+            logits = jnp.where(m > 0, out, MASKED_LOGIT)
+            idx = jnp.where(deterministic, jnp.argmax(logits, -1), jax.random.categorical(key, logits))
+            a = jax.nn.one_hot(idx, out.shape[-1])
+        else:
+            mu, std = jnp.split(out, 2, axis=-1)
+            a = (mu + jnp.where(deterministic, 0.0, std * jax.random.normal(key, mu.shape))) * dim_mask
+        return a, self.log_prob(out, dim_mask, avail, a)
+
+    def log_prob(self, out, dim_mask, avail, action):
+        if self.discrete:
+            m = dim_mask * avail
+            return jnp.sum(jnp.where(m > 0, action * masked_log_softmax(out, m), 0.0), -1)
+        return gaussian_log_prob(out, dim_mask, action)
+
+    def entropy(self, out, dim_mask, avail):
+        return categorical_entropy(out, dim_mask * avail) if self.discrete else gaussian_entropy(out, dim_mask)
+
+    def kl(self, old, new, dim_mask, avail):
+        return categorical_kl(old, new, dim_mask * avail) if self.discrete else gaussian_kl(old, new, dim_mask)

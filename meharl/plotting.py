@@ -25,10 +25,10 @@ def read_group(run_dirs, metric: str = "eval_return_mean"):
     """The seeds of several runs of one config as one set of curves (seeds trained in separate
     processes or machines). Refuses runs whose configs differ in anything but ``seeds`` and
     seeds that appear twice, which would silently mix or double-count results."""
-    from meharl.experiment import load_run
+    from meharl.config import load_run
 
     run_dirs = [Path(d) for d in run_dirs]
-    configs = [{k: v for k, v in load_run(d).to_dict().items() if k != "seeds"} for d in run_dirs]
+    configs = [{k: v for k, v in load_run(d).flat().items() if k != "seeds"} for d in run_dirs]
     base = configs[0]
     curves, owner = {}, {}
     for d, cfg in zip(run_dirs, configs):
@@ -46,7 +46,7 @@ def headline_metric_of(run_dirs) -> str:
     """The metric the runs are judged by (``envs.headline_metric`` of each run's env): the win
     rate on battles and football, else the return; runs that disagree need an explicit metric."""
     from meharl.envs import headline_metric
-    from meharl.experiment import load_run
+    from meharl.config import load_run
 
     by_metric = defaultdict(list)
     for d in (d for run_dir in run_dirs for d in group_dirs(run_dir)):

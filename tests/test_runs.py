@@ -211,8 +211,8 @@ def test_plot_merges_seeds_run_apart_and_refuses_mixed_runs(cli_run, tmp_path):
     with pytest.raises(ValueError, match="seed 0 is in both"):
         read_group([parts["0"], parts["0"]])
     cfg = (parts["1"] / "config.yaml").read_text()
-    assert "\nalpha: " in cfg
-    (parts["1"] / "config.yaml").write_text(cfg.replace("\nalpha: ", "\nalpha: 0.123 #", 1))
+    assert "\n  alpha: " in cfg
+    (parts["1"] / "config.yaml").write_text(cfg.replace("\n  alpha: ", "\n  alpha: 0.123 #", 1))
     with pytest.raises(ValueError, match="differ in alpha"):
         read_group([parts["0"], parts["1"]])
 

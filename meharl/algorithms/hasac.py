@@ -6,46 +6,45 @@ Pure functions on a :class:`HASACState`:
     act(state, obs, action_mask, key, deterministic) -> actions      (padded, see networks.py)
     update(state, batch, key) -> (state, metrics)
 
-One update = the twin soft-Q step (Eq. 9 with n-step targets), then the sequential actor
-update of Eq. 10 over a random permutation of the agents (``fixed_order`` for the ablation),
-each agent playing against the actions just re-sampled from the agents already updated in
-this pass and the pre-update actions of the others; then the temperatures (Appendix H.1)
-and the Polyak-averaged target critics.
+One update = the twin soft-Q step (Eq. 9), then the sequential actor update of Eq. 10 on the
+template (``algorithms/sequential.py``): agents in a random order, each playing against the
+actions just re-sampled from the agents already updated and the pre-update actions of the
+others; then the temperatures (Appendix H.1) and the Polyak-averaged target critics.
 
-Temperatures. ``per_agent``: agent i's actor loss uses alpha_i and the critic's entropy term
-is sum_i alpha_i log pi_i; ``shared``: one alpha for both. The reference implementation
-additionally learns a third, critic-only temperature on the joint entropy; we do not (the
-soft Bellman operator of Eq. 5 has one temperature per policy term). Auto-tuned temperatures
-start at the configured ``alpha``; the reference's all start at 1 (log alpha = 0), whatever
-its config files say.
+Where this differs from the paper or the reference implementation (docs/algorithms/hasac.md
+has the evidence for each choice):
 
-Discrete actor gradient. ``gumbel`` (the reference): a straight-through Gumbel-softmax
-sample through the critic. It is biased: on the HASAC matrix game at the initial policy
-(0.6, 0.2, 0.2) with an exact critic it points towards C while the true gradient of Eq. 10
-points towards A. ``exact``: the expectation over the agent's own choices, one critic
-evaluation per choice (as in SAC-Discrete).
-
-Default target entropies: continuous -dim(A_i) (SAC); discrete ``ratio * log |A_i|``
-(SAC-Discrete, ratio = ``discrete_target_entropy_ratio``, default 0.98 as the reference code
-intends). The reference code actually computes log(1/prod(Discrete.shape)) = log 1 = 0 for
-discrete spaces (a shape bug); ``discrete_target_entropy_ratio=0`` reproduces that.
-With action masks (SMAX) ``ratio * log |A_i|`` can exceed the entropy reachable in a state
-where few actions are available; ``discrete_target_entropy_over="available"`` makes the
-target per state, ``ratio * log |A_i(s)|`` with A_i(s) the available actions.
-``discrete_target_entropy_ratio_final`` (not in the papers) anneals the ratio linearly from
-``discrete_target_entropy_ratio`` at the first update to that value at the last: exploration
-early, a sharper policy late. With an auto-tuned temperature, a final target below the
-entropy the policy keeps without any entropy term drives log alpha down without bound (SMAX
-3m, 0.3 -> 0.1: alpha 8e-5 at 800k, 0 in float32 from 980k of 1M steps; docs/benchmarks.md).
-
-Averaged actor (``actor_polyak``, not in the papers): a Polyak average of the actors'
-weights, updated after every update like the target critics. Evaluation plays it
-(``act(..., averaged=True)``); training still samples the online actors, so the learning
-is unchanged. Late in a run the online policy's win rate moves from checkpoint to
-checkpoint; the average is meant to be the steadier policy to deploy.
+- n-step target. Eq. 9 is one-step. ``n_step`` > 1 uses the reference's n-step target, the
+  discounted sum of the n rewards plus the soft value of the n-th next state: the entropy
+  terms of the intermediate steps are dropped and there is no off-policy correction for
+  the n - 1 actions taken by older policies. ``n_step=1`` is Eq. 9 exactly.
+- Temperatures. ``per_agent``: agent i's actor loss uses alpha_i and the critic's entropy
+  term is sum_i alpha_i log pi_i; ``shared``: one alpha for all. Both are fitted by the
+  gradient of Appendix H.1 averaged over the alive (sample, agent) pairs (the shared one on
+  the joint entropy, target sum_i H_i). The reference additionally learns a critic-only
+  temperature on the joint entropy; we do not (Eq. 5 has one temperature per policy term).
+  Auto-tuned temperatures start at ``alpha``; the reference's all start at 1.
+- Value normalisation. With ``value_norm`` the critics regress normalised targets; the
+  actors and the soft target use the de-normalised Q (the paper's objective).
+  ``value_norm_actor=normalized`` hands the actors the normalised Q, as the reference's
+  ``get_values`` does; the temperature then weighs entropy against Q / std.
+- Discrete actor gradient. ``gumbel`` (the reference): a straight-through Gumbel-softmax
+  sample through the critic, biased (on the HASAC matrix game at (0.6, 0.2, 0.2) with an
+  exact critic it points towards C while Eq. 10's gradient points towards A). ``exact``:
+  the expectation over the agent's own choices, one critic evaluation per choice.
+- Target entropies: continuous -dim(A_i) (SAC); discrete ``ratio * log |A_i|`` (ratio
+  ``discrete_target_entropy_ratio``, 0.98 as the reference intends; the reference computes
+  log 1 = 0 for discrete spaces, a shape bug, which ratio 0 reproduces).
+  ``discrete_target_entropy_over=available`` makes it ``ratio * log |A_i(s)|`` per state
+  (masked actions); ``discrete_target_entropy_ratio_final`` anneals the ratio linearly over
+  the run (not in the papers).
+- Averaged actor (``actor_polyak``, not in the papers): a Polyak average of the actors'
+  weights that evaluation plays; training samples the online actors.
 """
 from __future__ import annotations
 
+import typing
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -53,57 +52,46 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from meharl.config import Config
+from meharl.algorithms.base import Algorithm, OffPolicyConfig, ValueNorm, regression_loss, set_initial_policy
+from meharl.algorithms.sequential import AgentSlots, order, sequential
+from meharl.buffer import Batch
+from meharl.config import key
 from meharl.envs.core import EnvSpec
 from meharl.networks import Actor, QNetwork, masked_log_softmax, policy_sample
 
-
-class Batch(NamedTuple):
-    """n-step transitions (see buffer.py): everything per sample, leading axis B."""
-
-    obs: jax.Array  # [B, n, O]
-    state: jax.Array  # [B, S]
-    action: jax.Array  # [B, n, A] continuous vectors or one-hots, zero-padded
-    action_mask: jax.Array  # [B, n, A]
-    alive: jax.Array  # [B, n]
-    reward: jax.Array  # [B] discounted n-step reward sum
-    discount: jax.Array  # [B] gamma^k (1 - terminated at step k)
-    next_obs: jax.Array  # [B, n, O]
-    next_state: jax.Array  # [B, S]
-    next_action_mask: jax.Array  # [B, n, A]
-    next_alive: jax.Array  # [B, n]
+TEMPERATURES = ("per_agent", "shared")
+DISCRETE_ACTOR_GRADIENTS = ("gumbel", "exact")
+DISCRETE_TARGET_ENTROPY_OVER = ("action_space", "available")
+VALUE_NORM_ACTOR = ("denormalized", "normalized")
 
 
-class ValueNorm(NamedTuple):
-    """Running mean/variance of critic targets with debiasing (reference ValueNorm, beta 0.99999)."""
+@dataclass(frozen=True)
+class HASACConfig(OffPolicyConfig):
+    # HARL's HASAC defaults (algos_cfgs/hasac.yaml)
+    hidden_sizes: tuple[int, ...] = key((256, 256), "hidden layer widths of actors and critics", "positive")
+    n_step: int = key(20, "n of the n-step soft TD target", "positive")
+    alpha: float = key(0.2, "temperature: fixed, or the initial one when auto_alpha", "nonneg")
+    auto_alpha: bool = key(True, "fit the temperatures to target entropies (Appendix H.1)")
+    alpha_lr: float = key(3e-4, "temperature learning rate (Adam)", "positive")
+    temperature: str = key("per_agent", "one temperature per agent, or one shared", choices=TEMPERATURES)
+    target_entropy: typing.Optional[float] = key(None, "target entropy of every agent (None: the defaults in hasac.py)")
+    discrete_target_entropy_ratio: float = key(0.98, "discrete default target entropy = ratio * log(n)", "nonneg")
+    discrete_target_entropy_ratio_final: typing.Optional[float] = key(
+        None, "anneal the ratio linearly to this over the run (None: constant)", "nonneg")
+    discrete_target_entropy_over: str = key("action_space", "n of the ratio's target: the action space, or the actions "
+                                            "available in each state", choices=DISCRETE_TARGET_ENTROPY_OVER)
+    value_norm_actor: str = key("denormalized", "with value_norm, the Q the actors maximise: de-normalised (the paper) "
+                                "or normalised (the reference)", choices=VALUE_NORM_ACTOR)
+    mini_epochs: int = key(1, "actor gradient steps per agent per update", "positive")
+    discrete_actor_gradient: str = key("gumbel", "discrete actors: straight-through Gumbel-softmax (the reference) or the "
+                                       "exact expectation over the agent's choices", choices=DISCRETE_ACTOR_GRADIENTS)
+    actor_polyak: typing.Optional[float] = key(None, "Polyak rate of an averaged actor that evaluation plays (None: "
+                                               "no average)", "unit")
 
-    mean: jax.Array
-    mean_sq: jax.Array
-    debias: jax.Array
-
-    @staticmethod
-    def create():
-        return ValueNorm(jnp.zeros(()), jnp.zeros(()), jnp.zeros(()))
-
-    def stats(self):
-        d = jnp.maximum(self.debias, 1e-5)
-        mean, mean_sq = self.mean / d, self.mean_sq / d
-        return mean, jnp.sqrt(jnp.maximum(mean_sq - mean**2, 1e-2))
-
-    def update(self, x, beta=0.99999):
-        return ValueNorm(
-            self.mean * beta + x.mean() * (1 - beta),
-            self.mean_sq * beta + jnp.square(x).mean() * (1 - beta),
-            self.debias * beta + (1 - beta),
-        )
-
-    def normalize(self, x):
-        mean, std = self.stats()
-        return (x - mean) / std
-
-    def denormalize(self, x):
-        mean, std = self.stats()
-        return x * std + mean
+    def validate(self):
+        super().validate()
+        if self.alpha == 0 and self.auto_alpha:
+            raise ValueError("invalid alpha=0 with auto_alpha=true: the log-temperature starts at log(alpha)")
 
 
 class HASACState(NamedTuple):
@@ -119,7 +107,7 @@ class HASACState(NamedTuple):
     avg_actor_params: dict | None = None  # the averaged actor (None without actor_polyak: no leaves)
 
 
-def default_target_entropy(spec: EnvSpec, cfg: Config) -> np.ndarray:
+def default_target_entropy(spec: EnvSpec, cfg) -> np.ndarray:
     if cfg.target_entropy is not None:
         return np.full(spec.n_agents, cfg.target_entropy, np.float32)
     return np.array(
@@ -132,18 +120,15 @@ def _index(tree, i):
     return jax.tree.map(lambda x: x[i], tree)
 
 
-def _set(tree, i, value):
-    return jax.tree.map(lambda x, v: x.at[i].set(v), tree, value)
+class HASAC(Algorithm):
+    Config = HASACConfig
+    learner = "off_policy"
+    metrics = ("critic_loss", "actor_loss", "q_mean", "alpha", "entropy")
+    spans_run = ("lr_decay", "discrete_target_entropy_ratio_final")
+    description = "Heterogeneous-Agent Soft Actor-Critic (Liu et al., ICLR 2024): MEHAML with soft Q, off-policy"
 
-
-class HASAC:
-    def __init__(self, spec: EnvSpec, cfg: Config, total_updates: int = 1):
-        if cfg.share_param and not spec.homogeneous:
-            raise ValueError(
-                f"share_param=true needs agents with identical spaces; {spec.name} has {sorted(set(spec.agents), key=str)}"
-            )
-        if cfg.init_policy is not None and not (spec.discrete and all(a.action_dim == len(cfg.init_policy) for a in spec.agents)):
-            raise ValueError(f"init_policy={cfg.init_policy} needs discrete agents with {len(cfg.init_policy)} actions each")
+    def __init__(self, spec: EnvSpec, cfg, total_updates: int = 1):
+        super().__init__(spec, cfg, total_updates)
         if not spec.discrete or cfg.target_entropy is not None:
             why = "its agents are continuous" if not spec.discrete else f"target_entropy={cfg.target_entropy} overrides it"
             if cfg.discrete_target_entropy_over == "available":
@@ -152,28 +137,19 @@ class HASAC:
             if cfg.discrete_target_entropy_ratio_final is not None:
                 raise ValueError(f"discrete_target_entropy_ratio_final={cfg.discrete_target_entropy_ratio_final} has no "
                                  f"effect on {spec.name}: {why}; leave it unset (none)")
-        self.spec, self.cfg = spec, cfg
-        self.n = spec.n_agents
         self.discrete = spec.discrete
         self.actor = Actor(cfg.hidden_sizes, spec.max_action_dim, spec.discrete, cfg.feature_norm)
         self.critic = QNetwork(cfg.hidden_sizes, cfg.critic_layer_norm)
-        self.obs_mask = jnp.asarray(spec.obs_mask)
-        self.dim_mask = jnp.asarray(spec.action_dim_mask)
-        self.n_params = 1 if cfg.share_param else self.n
-        self.param_index = np.zeros(self.n, np.int32) if cfg.share_param else np.arange(self.n)
+        self.slots = AgentSlots(self.n, cfg.share_param)
         self.target_entropy = jnp.asarray(default_target_entropy(spec, cfg))
         self.per_state_target = cfg.discrete_target_entropy_over == "available"  # checked above: it applies
         ratio, final = cfg.discrete_target_entropy_ratio, cfg.discrete_target_entropy_ratio_final
         # the discrete ratio after `updates` updates (checked above: set only where it applies)
         self.target_ratio = (lambda updates: ratio) if final is None else optax.linear_schedule(ratio, final, max(total_updates, 1))
-
-        def lr(base, steps):
-            return optax.linear_schedule(base, 0.0, max(steps, 1)) if cfg.lr_decay else base
-
         # an actor optimiser steps mini_epochs times per update, n times more when shared
         actor_steps = total_updates * cfg.mini_epochs * (self.n if cfg.share_param else 1)
-        self.actor_tx = optax.adam(lr(cfg.actor_lr, actor_steps))
-        self.critic_tx = optax.adam(lr(cfg.critic_lr, total_updates))
+        self.actor_tx = optax.adam(self.lr(cfg.actor_lr, actor_steps))
+        self.critic_tx = optax.adam(self.lr(cfg.critic_lr, total_updates))
         self.alpha_tx = optax.adam(cfg.alpha_lr)
 
     # ------------------------------------------------------------------ init / act
@@ -181,14 +157,9 @@ class HASAC:
         cfg, spec = self.cfg, self.spec
         k_actor, k_critic = jax.random.split(key)
         obs = jnp.zeros((spec.max_obs_dim,))
-        actor_params = jax.vmap(lambda k: self.actor.init(k, obs, self.obs_mask[0]))(jax.random.split(k_actor, self.n_params))
+        actor_params = jax.vmap(lambda k: self.actor.init(k, obs, self.obs_mask[0]))(jax.random.split(k_actor, self.slots.n_slots))
         if cfg.init_policy is not None:
-            # start every agent at the given policy: output weights ~0 (gain 0.01), bias = log p
-            head = jnp.log(jnp.asarray(cfg.init_policy, jnp.float32))
-            params = actor_params["params"]["MLP_0"]
-            last = max(k for k in params if k.startswith("Dense_"))
-            params[last]["kernel"] = jnp.zeros_like(params[last]["kernel"])
-            params[last]["bias"] = jnp.broadcast_to(head, params[last]["bias"].shape)
+            actor_params = set_initial_policy(actor_params, cfg.init_policy)
         state, act = jnp.zeros((spec.state_dim,)), jnp.zeros((self.n, spec.max_action_dim))
         critic_params = jax.vmap(lambda k: self.critic.init(k, state, act))(jax.random.split(k_critic, 2))
         n_alpha = 1 if cfg.temperature == "shared" else self.n
@@ -216,7 +187,8 @@ class HASAC:
     def sample_all(self, actor_params, obs, avail, key, deterministic=False):
         """All agents at once. obs [..., n, O], avail [..., n, A] -> actions [..., n, A], logp [..., n]."""
         keys = jax.random.split(key, self.n)
-        outs = [self._sample_agent(_index(actor_params, int(self.param_index[i])), i, obs[..., i, :], avail[..., i, :], keys[i], deterministic) for i in range(self.n)]
+        outs = [self._sample_agent(self.slots.get(actor_params, i), i, obs[..., i, :], avail[..., i, :], keys[i], deterministic)
+                for i in range(self.n)]
         return jnp.stack([o[0] for o in outs], -2), jnp.stack([o[1] for o in outs], -1)
 
     def act(self, state: HASACState, obs, action_mask, key, deterministic=False, averaged=False):
@@ -224,16 +196,9 @@ class HASAC:
         params = state.avg_actor_params if averaged and state.avg_actor_params is not None else state.actor_params
         return self.sample_all(params, obs, action_mask, key, deterministic)[0]
 
-    def random_actions(self, action_mask, key):
-        """Warmup: uniform over [-1, 1]^d (continuous) or over the available choices."""
-        if self.discrete:
-            logits = jnp.zeros(action_mask.shape)
-            return jax.nn.one_hot(jax.random.categorical(key, jnp.where(action_mask * self.dim_mask > 0, logits, -1e9)), action_mask.shape[-1])
-        return jax.random.uniform(key, action_mask.shape, minval=-1.0, maxval=1.0) * self.dim_mask
-
-    def env_actions(self, actions):
-        """Padded policy actions -> what the env's ``step`` takes (indices for discrete)."""
-        return jnp.argmax(actions, -1) if self.discrete else actions
+    def evaluation_act(self, state: HASACState, obs, action_mask, key):
+        """The deterministic policy evaluation plays: the averaged actor where there is one."""
+        return self.act(state, obs, action_mask, key, deterministic=True, averaged=True)
 
     def target_entropies(self, action_mask, updates=0):
         """Target entropy of every agent in every sample, [B, n], after `updates` updates (see
@@ -254,22 +219,23 @@ class HASAC:
         # two plain matmul chains are faster on CPU than one batched (vmapped) chain
         return jnp.stack([self.critic.apply(_index(critic_params, j), state, joint_action) for j in range(2)])
 
-    def _q(self, critic_params, state, joint_action, value_norm):
+    def _q(self, critic_params, state, joint_action, value_norm, for_actor=False):
+        """The twin Qs, de-normalised under value_norm (except for the actors with
+        value_norm_actor=normalized, the reference's choice)."""
         q = self._twin(critic_params, state, joint_action)
-        return value_norm.denormalize(q) if self.cfg.value_norm else q
+        keep_normalized = for_actor and self.cfg.value_norm_actor == "normalized"
+        return value_norm.denormalize(q) if self.cfg.value_norm and not keep_normalized else q
 
     def _critic_loss(self, critic_params, batch, y):
         q = self._twin(critic_params, batch.state, batch.action)
-        err = q - y[None]
-        if self.cfg.critic_loss == "huber":
-            per = optax.huber_loss(err, delta=self.cfg.huber_delta)
-        else:
-            per = 0.5 * jnp.square(err)
-        return per.mean(-1).sum(), q
+        return regression_loss(q - y[None], self.cfg).mean(-1).sum(), q
 
     def actor_loss(self, params, i, critic_params, value_norm, batch: Batch, actions, key, log_alpha_i):
         """Eq. 10's objective for agent i, alive-weighted: E[alpha_i log pi_i(a_i|o_i) - min_j Q_j(s, a_i, a^{-i})],
         the other agents playing ``actions`` [B, n, A]. Returns (loss, log pi_i [B])."""
+        def q_of(joint):
+            return self._q(critic_params, batch.state, joint, value_norm, for_actor=True).min(0)
+
         if self.discrete and self.cfg.discrete_actor_gradient == "exact":
             # E_{a~pi_i}[alpha log pi_i(a) - Q(s, a, a^{-i})] summed over agent i's choices
             logits = self._agent_out(params, i, batch.obs[:, i])
@@ -277,50 +243,50 @@ class HASAC:
             logp_all = masked_log_softmax(logits, mask)
             pi = jnp.exp(logp_all) * mask
             onehots = jnp.eye(self.spec.max_action_dim)
-            q_all = jax.vmap(lambda e: self._q(critic_params, batch.state, actions.at[:, i].set(e), value_norm).min(0),
-                             out_axes=-1)(onehots)  # [B, A]
+            q_all = jax.vmap(lambda e: q_of(actions.at[:, i].set(e)), out_axes=-1)(onehots)  # [B, A]
             logp_i = jnp.sum(pi * jnp.where(mask > 0, logp_all, 0.0), -1)  # E[log pi_i], for alpha and metrics
             objective = jnp.exp(log_alpha_i) * logp_i - jnp.sum(pi * q_all, -1)
         else:
             # reparameterised sample (continuous) or straight-through Gumbel-softmax (discrete)
             a_i, logp_i = self._sample_agent(params, i, batch.obs[:, i], batch.action_mask[:, i], key)
-            q = self._q(critic_params, batch.state, actions.at[:, i].set(a_i), value_norm).min(0)
-            objective = jnp.exp(log_alpha_i) * logp_i - q
+            objective = jnp.exp(log_alpha_i) * logp_i - q_of(actions.at[:, i].set(a_i))
         w = batch.alive[:, i]
         return jnp.sum(objective * w) / jnp.maximum(w.sum(), 1.0), logp_i
 
+    def _temperature_step(self, log_alpha, alpha_opt, j, logp, target, alive):
+        """Appendix H.1 for temperature j: J(alpha) = E[-alpha (log pi + H)], on the log scale,
+        its gradient averaged over the alive (sample, agent) pairs of ``logp``/``target``/``alive``."""
+        g = -jnp.sum((jax.lax.stop_gradient(logp) + target) * alive) / jnp.maximum(alive.sum(), 1.0)
+        upd, a_opt = self.alpha_tx.update(g, _index(alpha_opt, j), log_alpha[j])
+        return log_alpha.at[j].add(upd), jax.tree.map(lambda x, v: x.at[j].set(v), alpha_opt, a_opt)
+
     def improve_actors(self, ts: HASACState, critic_params, value_norm, batch: Batch, key):
-        """Eq. 10 for every agent in a random order ``perm`` (arange when ``fixed_order``).
-        Agent perm[m] minimises E[alpha log pi(a|o) - min_j Q_j(s, a^{perm[:m]}_new, a, a^{rest}_old)]
-        where a^{perm[:m]}_new are fresh samples of the agents already updated in this pass and
+        """Eq. 10 for every agent on the sequential template. Agent perm[m] minimises
+        E[alpha log pi(a|o) - min_j Q_j(s, a^{perm[:m]}_new, a, a^{rest}_old)] where
+        a^{perm[:m]}_new are fresh samples of the agents already updated in this pass and
         a^{rest}_old the pre-update samples of the others. Also returns a trace of what every
         position saw (``perm``, ``pre_actions``, ``seen``, ``resample_keys``) for tests."""
-        cfg = self.cfg
+        cfg, slots = self.cfg, self.slots
         k_perm, k_pre, key = jax.random.split(key, 3)
-        perm = jnp.arange(self.n) if cfg.fixed_order else jax.random.permutation(k_perm, self.n)
+        perm = order(k_perm, self.n, cfg.fixed_order)
         # pre-update actions of the agents at positions 1..n-1; the first agent's own update
         # replaces its action before anyone plays against it, so it is not sampled (zeros)
         actions = jnp.zeros(batch.action_mask.shape)
         pre_keys = jax.random.split(k_pre, self.n)
         for m in range(1, self.n):
             i = perm[m]
-            params_i = _index(ts.actor_params, jnp.asarray(self.param_index)[i])
-            a_i, _ = self._sample_agent(params_i, i, batch.obs[:, i], batch.action_mask[:, i], pre_keys[m])
+            a_i, _ = self._sample_agent(slots.get(ts.actor_params, i), i, batch.obs[:, i], batch.action_mask[:, i], pre_keys[m])
             actions = actions.at[:, i].set(a_i)
         pre_actions = actions = jax.lax.stop_gradient(actions)
         target_entropy = self.target_entropies(batch.action_mask, ts.updates)
 
-        def agent_step(m, carry):
+        def agent_step(m, i, carry):
             actor_params, actor_opt, log_alpha, alpha_opt, actions, key, losses, logps, seen, rkeys = carry
-            i = perm[m]
             seen = seen.at[m].set(actions)
-            p = jnp.asarray(self.param_index)[i]
             # unshared, agent i's parameters are untouched until its turn: reading them from ts
             # (the pre-sampling's source) lets XLA reuse that forward pass in the loss's
-            if cfg.share_param:
-                params, opt = _index(actor_params, p), _index(actor_opt, p)
-            else:
-                params, opt = _index(ts.actor_params, p), _index(ts.actor_opt, p)
+            source_params, source_opt = (actor_params, actor_opt) if cfg.share_param else (ts.actor_params, ts.actor_opt)
+            params, opt = slots.get(source_params, i), slots.get(source_opt, i)
             a_idx = 0 if cfg.temperature == "shared" else i
             for _ in range(cfg.mini_epochs):
                 key, k = jax.random.split(key)
@@ -328,14 +294,10 @@ class HASAC:
                     params, i, critic_params, value_norm, batch, actions, k, log_alpha[a_idx])
                 upd, opt = self.actor_tx.update(g, opt, params)
                 params = optax.apply_updates(params, upd)
-            actor_params, actor_opt = _set(actor_params, p, params), _set(actor_opt, p, opt)
+            actor_params, actor_opt = slots.put(actor_params, i, params), slots.put(actor_opt, i, opt)
             if cfg.auto_alpha and cfg.temperature == "per_agent":
-                # Appendix H.1: J(alpha_i) = E[-alpha_i (log pi_i + H_i)], on the log scale
-                w = batch.alive[:, i]
-                g = -jnp.sum((jax.lax.stop_gradient(logp_i) + target_entropy[:, i]) * w) / jnp.maximum(w.sum(), 1.0)
-                upd, a_opt = self.alpha_tx.update(g, _index(alpha_opt, i), log_alpha[i])
-                log_alpha = log_alpha.at[i].add(upd)
-                alpha_opt = _set(alpha_opt, i, a_opt)
+                log_alpha, alpha_opt = self._temperature_step(log_alpha, alpha_opt, i, logp_i, target_entropy[:, i],
+                                                              batch.alive[:, i])
             # the updated agent's fresh action is what the next agents in perm play against
             # (the last agent's is unused: dropped when the loop is unrolled)
             key, k = jax.random.split(key)
@@ -348,15 +310,14 @@ class HASAC:
         carry = (ts.actor_params, ts.actor_opt, ts.log_alpha, ts.alpha_opt, actions, key,
                  jnp.zeros(self.n), jnp.zeros((batch.obs.shape[0], self.n)),
                  jnp.zeros((self.n, *actions.shape)), jnp.zeros((self.n, *key.shape), key.dtype))
-        # unrolled for few agents (XLA then shares the forward passes above and drops the last
-        # resample), rolled beyond so that 17 agents compile one body
-        out = jax.lax.fori_loop(0, self.n, agent_step, carry, unroll=self.n <= 8)
+        out = sequential(self.n, perm, agent_step, carry)
         actor_params, actor_opt, log_alpha, alpha_opt, _, _, losses, logps, seen, rkeys = out
         trace = {"perm": perm, "pre_actions": pre_actions, "seen": seen, "resample_keys": rkeys}
         return actor_params, actor_opt, log_alpha, alpha_opt, losses, logps, trace
 
     def soft_q_target(self, ts: HASACState, batch: Batch, key):
-        """Eq. 9's n-step target, de-normalised, with a fresh joint action a' ~ pi(s'):
+        """The soft TD target of Eq. 9 (n-step: see the module docstring), de-normalised, with a
+        fresh joint action a' ~ pi(s'):
         y = R^(k) + gamma^k (1 - term) (min_j Q'_j(s', a') - sum_i alpha_i log pi_i(a'_i)).
         Also returns the twin target values [2, B] and the entropy term [B] (for diagnostics)."""
         next_a, next_logp = self.sample_all(ts.actor_params, batch.next_obs, batch.next_action_mask, key)
@@ -385,11 +346,8 @@ class HASAC:
 
         if cfg.auto_alpha and cfg.temperature == "shared":
             # one temperature on the joint entropy: target sum_i H_i
-            w = batch.alive
-            g = -jnp.sum(((logps + self.target_entropies(batch.action_mask, ts.updates)) * w).sum(-1)) / logps.shape[0]
-            upd, a_opt = self.alpha_tx.update(g, _index(alpha_opt, 0), log_alpha[0])
-            log_alpha = log_alpha.at[0].add(upd)
-            alpha_opt = _set(alpha_opt, 0, a_opt)
+            log_alpha, alpha_opt = self._temperature_step(log_alpha, alpha_opt, 0, logps,
+                                                          self.target_entropies(batch.action_mask, ts.updates), batch.alive)
 
         target_params = optax.incremental_update(critic_params, ts.target_params, cfg.polyak)
         avg_actor_params = (None if cfg.actor_polyak is None
@@ -409,7 +367,7 @@ class HASAC:
     # ------------------------------------------------------------------ inspection
     def policy_probs(self, state: HASACState, obs, action_mask):
         """Discrete agents' action probabilities [..., n, A] (for matrix-game checks)."""
-        per_agent = _index(state.actor_params, self.param_index)
+        per_agent = self.slots.per_agent(state.actor_params)
         outs = jax.vmap(self._agent_out, in_axes=(0, 0, -2), out_axes=-2)(per_agent, jnp.arange(self.n), obs)
         m = self.dim_mask * action_mask
         return jnp.exp(jax.nn.log_softmax(jnp.where(m > 0, outs, -1e9), -1)) * m

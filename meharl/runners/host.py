@@ -20,14 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from meharl.config import Config
 from meharl.envs.core import TimeStep
 from meharl.envs.host import vector_env
 from meharl.runners.offpolicy import OffPolicyRunner, RunnerState, SeedLoop, over_seeds, transition
 
 
 class HostOffPolicyRunner(OffPolicyRunner):
-    def __init__(self, make_env, algo, cfg: Config):
+    def __init__(self, make_env, algo, cfg):
         probe = make_env()
         super().__init__(None, algo, cfg, spec=probe.env_spec)
         probe.close()
@@ -92,8 +91,7 @@ class HostOffPolicyRunner(OffPolicyRunner):
             return self.replay.add(buffer, transition(ts, actions, final))
 
         def act_deterministic(algo_state, ts, key):
-            return self.algo.env_actions(self.algo.act(algo_state, ts.obs, ts.action_mask, key, deterministic=True,
-                                                         averaged=True))
+            return self.algo.env_actions(self.algo.evaluation_act(algo_state, ts.obs, ts.action_mask, key))
 
         def init_learner(key, ts):
             k_algo, k_env, k_run = jax.random.split(key, 3)
@@ -153,9 +151,8 @@ class HostOffPolicyRunner(OffPolicyRunner):
         return rs, jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *metrics)
 
     def _evaluate(self, algo_state, keys):
-        """``eval_episodes`` complete episodes per seed with the deterministic policy (the
-        averaged actor where there is one); env j of
-        a seed plays episodes j, j + n_envs, ... Returns per-episode (team return, won)."""
+        """``eval_episodes`` complete episodes per seed with the algorithm's evaluation policy
+        (``evaluation_act``); env j of a seed plays episodes j, j + n_envs, ... Returns per-episode (team return, won)."""
         E, n_ep = self.cfg.n_envs, self.cfg.eval_episodes
         quota = np.array([len(range(j, n_ep, E)) for j in range(E)])[None].repeat(self.n_seeds, 0)  # [S, E]
         returns = np.zeros((self.n_seeds, n_ep), np.float32)

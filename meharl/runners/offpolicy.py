@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 
 from meharl.buffer import NStepReplay, Transition
-from meharl.config import Config
 from meharl.envs.core import TimeStep, step_autoreset
 
 
@@ -74,7 +73,7 @@ class Schedule(NamedTuple):
     blocks_per_eval: int
 
     @staticmethod
-    def of(cfg: Config) -> "Schedule":
+    def of(cfg) -> "Schedule":
         warm = math.ceil(cfg.warmup_steps / cfg.n_envs)
         block_env_steps = cfg.n_envs * cfg.train_interval
         remaining = max(cfg.total_steps - warm * cfg.n_envs, 0)
@@ -91,7 +90,7 @@ class Schedule(NamedTuple):
 
 
 class OffPolicyRunner:
-    def __init__(self, env, algo, cfg: Config, spec=None):
+    def __init__(self, env, algo, cfg, spec=None):
         self.env, self.algo, self.cfg = env, algo, cfg
         self.spec = env.spec if spec is None else spec
         self.schedule = Schedule.of(cfg)
@@ -101,6 +100,10 @@ class OffPolicyRunner:
                 f"the {cfg.n_envs} envs, i.e. warmup_steps >= {cfg.n_step * cfg.n_envs}"
             )
         self.replay = NStepReplay(cfg.n_envs, cfg.buffer_size, cfg.n_step, cfg.batch_size, cfg.gamma)
+
+    @property
+    def total_updates(self) -> int:
+        return self.schedule.blocks * self.schedule.updates_per_block
 
     # ------------------------------------------------------------------ pieces
     def init_learner(self, key, ts: TimeStep):
@@ -170,10 +173,10 @@ class OffPolicyRunner:
         return rs, jax.tree.map(lambda m: m.mean(0), metrics)
 
     def evaluate(self, algo_state, key):
-        """Deterministic policy (the averaged actor where there is one), ``eval_episodes`` fresh
+        """The algorithm's evaluation policy (``evaluation_act``), ``eval_episodes`` fresh
         episodes in parallel. Returns per-episode (team return, won)."""
         def act(k, env_state, ts):
-            return self.algo.env_actions(self.algo.act(algo_state, ts.obs, ts.action_mask, k, deterministic=True, averaged=True))
+            return self.algo.env_actions(self.algo.evaluation_act(algo_state, ts.obs, ts.action_mask, k))
 
         return play_episodes(self.env, act, key, self.cfg.eval_episodes)
 

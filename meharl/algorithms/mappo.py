@@ -1,0 +1,48 @@
+"""MAPPO (Yu et al. 2022): the simultaneous baseline. Every agent maximises the clipped
+surrogate against the old policies of the others (M = 1). With ``share_param`` (the
+default, as the reference) one actor is trained on all agents' samples pooled in each
+minibatch; unshared, each agent's actor on its own samples."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from meharl.algorithms.happo import HAPPO, HAPPOConfig
+from meharl.algorithms.onpolicy import AgentData, clipped_surrogate
+from meharl.config import key
+
+
+@dataclass(frozen=True)
+class MAPPOConfig(HAPPOConfig):
+    share_param: bool = key(True, "one actor shared by all agents (needs identical agents)")
+
+
+class MAPPO(HAPPO):
+    Config = MAPPOConfig
+    simultaneous = True
+    description = "Multi-Agent PPO (Yu et al. 2022): simultaneous, clipped, shared actor by default"
+
+    def actor_steps_per_update(self):
+        return self.cfg.ppo_epoch * self.cfg.actor_num_mini_batch
+
+    def improve_actors(self, ts, ro, adv, entropy_weight, key):
+        if not self.cfg.share_param:
+            return super().improve_actors(ts, ro, adv, entropy_weight, key)
+        # pooled: one update of the shared actor on every agent's samples (identical agents, so
+        # agent 0's masks are everyone's)
+        n, B = self.n, adv.shape[0]
+        per = [self.agent_data(ro, i, adv, jnp.ones(B)) for i in range(n)]
+        pooled = AgentData(*[jnp.concatenate(xs) for xs in zip(*per)])
+        params, opt, s = self.gradient_epochs(self.slots.get(ts.actor_params, 0), self.slots.get(ts.actor_opt, 0), 0,
+                                              pooled, key, entropy_weight, clipped_surrogate(self.cfg.clip_param),
+                                              self.cfg.ppo_epoch)
+        new_logp = self.dist.log_prob(self.policy_out(params, 0, pooled.obs), self.dim_mask[0], pooled.avail, pooled.action)
+        kl = (pooled.old_logp - new_logp).reshape(n, B)
+        alive = pooled.alive.reshape(n, B)
+        stats = {"policy_loss": jnp.full(n, s["policy_loss"]), "entropy": jnp.full(n, s["entropy"]),
+                 "kl": jnp.sum(kl * alive, 1) / jnp.maximum(alive.sum(1), 1.0)}
+        put = lambda tree, v: jax.tree.map(lambda x, y: x.at[0].set(y), tree, v)  # noqa: E731
+        return put(ts.actor_params, params), put(ts.actor_opt, opt), stats, {"perm": jnp.arange(n),
+                                                                             "factors": jnp.ones((n, B))}

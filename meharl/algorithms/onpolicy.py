@@ -1,0 +1,309 @@
+"""The on-policy members of the template: what HAPPO, HATRPO, HAA2C and MAPPO share.
+
+One update of :class:`OnPolicyHA` on a rollout (``rollout.py``), HARL Algorithm Template 2
+with on-policy sampling:
+
+1. Advantages. With a temperature alpha > 0 (MEHAML) the rewards are soft,
+   r~_t = r_t - alpha sum_i log pi_i(a_i|o_i), so the critic learns the soft V of the HASAC
+   paper (Eq. 5); GAE over r~ gives A^V. An agent's objective (HASAC paper Eq. 10) is the soft
+   Q minus alpha times its own log-probability, so the current step's entropy terms are
+   added back, A = A^V + alpha sum_i log pi_i = Q_soft - V_soft, and each agent's own term
+   enters its loss exactly, as alpha H(pi_i). With alpha = 0 this is plain GAE (HAML).
+   Advantages are normalised to mean 0 and std 1 (as the reference); the temperature is
+   divided by the same std, so normalising does not change the trade-off.
+2. Actors on the sequential template (``sequential.py``): a fresh random order; agent
+   perm[m] maximises its surrogate weighted by M, the product of the ratios
+   pi_new / pi_old of the agents already updated (HARL Algorithm 4's compound factor); then
+   M is multiplied by its own new ratio (no gradient). The surrogate and its constraint are
+   the subclass's (``agent_update``): the clipped ratio (HAPPO), the plain ratio (HAA2C), a
+   KL ball (HATRPO). MAPPO updates every agent against M = 1 (simultaneous).
+3. The centralised V critic: ``critic_epoch`` epochs of ``critic_num_mini_batch``
+   minibatches, the clipped value loss of the reference (the max of the clipped and
+   unclipped losses), MSE or Huber, value normalisation, gradient clipping.
+
+Differences from the HARL reference (docs/algorithms/on-policy.md): a time limit
+bootstraps from the final observation's value (``truncation=zero_advantage`` gives the
+reference's zeroed advantage); the value normaliser is updated once per iteration with all
+returns, not once per minibatch; networks use PyTorch's default initialisation, not
+orthogonal (see networks.py).
+"""
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from meharl.algorithms.base import ActorCriticConfig, Algorithm, ValueNorm, regression_loss, set_initial_policy
+from meharl.algorithms.sequential import AgentSlots, order, sequential
+from meharl.config import key
+from meharl.envs.core import EnvSpec
+from meharl.networks import Distribution, StochasticPolicy, VNetwork
+from meharl.rollout import TRUNCATIONS, Rollout, gae
+
+
+@dataclass(frozen=True)
+class OnPolicyConfig(ActorCriticConfig):
+    """HARL's on-policy defaults (algos_cfgs/happo.yaml and siblings)."""
+
+    episode_length: int = key(200, "vector steps of each rollout (one iteration)", "positive")
+    gae_lambda: float = key(0.95, "lambda of GAE", "prob")
+    truncation: str = key("bootstrap", "time limits: bootstrap from the final observation's value, or zero the "
+                          "advantage (the reference)", choices=TRUNCATIONS)
+    feature_norm: bool = key(True, "LayerNorm on the actors' and the critic's inputs")
+    value_norm: bool = key(True, "normalise the critic's targets by their running mean and std")
+    critic_loss: str = key("huber", "critic regression loss", choices=("mse", "huber"))
+    critic_epoch: int = key(5, "critic epochs per iteration", "positive")
+    critic_num_mini_batch: int = key(1, "critic minibatches per epoch", "positive")
+    actor_num_mini_batch: int = key(1, "actor minibatches per epoch", "positive")
+    use_clipped_value_loss: bool = key(True, "clip the value change to value_clip_param (PPO-style)")
+    value_clip_param: float = key(0.2, "clip range of the value change", "positive")
+    entropy_coef: float = key(0.01, "entropy bonus of the actors (besides alpha)", "nonneg")
+    max_grad_norm: float = key(10.0, "gradient clipping by global norm", "positive")
+    opti_eps: float = key(1e-5, "Adam epsilon", "positive")
+    std_x_coef: float = key(1.0, "Gaussian std = sigmoid(log_std / std_x_coef) * std_y_coef", "positive")
+    std_y_coef: float = key(0.5, "see std_x_coef", "positive")
+    normalize_advantages: bool = key(True, "normalise advantages to mean 0, std 1 per iteration")
+
+    def validate(self):
+        super().validate()
+        for name in ("actor_num_mini_batch", "critic_num_mini_batch"):
+            if getattr(self, name) > self.n_envs * self.episode_length:
+                raise ValueError(f"invalid {name}={getattr(self, name)}: more minibatches than the "
+                                 f"{self.n_envs * self.episode_length} samples of a rollout")
+
+
+class OnPolicyState(typing.NamedTuple):
+    actor_params: dict  # one slot per agent (1 when shared)
+    actor_opt: optax.OptState
+    critic_params: dict
+    critic_opt: optax.OptState
+    value_norm: ValueNorm
+    updates: jax.Array
+
+
+class AgentData(typing.NamedTuple):
+    """One agent's samples of the rollout, flattened to [B]."""
+
+    obs: jax.Array  # [B, O]
+    avail: jax.Array  # [B, A]
+    action: jax.Array  # [B, A]
+    old_logp: jax.Array  # [B]
+    alive: jax.Array  # [B]
+    adv: jax.Array  # [B] normalised advantage
+    factor: jax.Array  # [B] M, the compound ratio of the agents updated before this one
+
+
+def minibatches(key, n_samples: int, n_minibatch: int):
+    """Indices [n_minibatch, n_samples // n_minibatch] of a random split (the remainder is dropped,
+    as in the reference)."""
+    size = n_samples // n_minibatch
+    return jax.random.permutation(key, n_samples)[: n_minibatch * size].reshape(n_minibatch, size)
+
+
+def masked_mean(x, w):
+    return jnp.sum(x * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+class OnPolicyHA(Algorithm):
+    learner = "on_policy"
+    simultaneous: typing.ClassVar[bool] = False  # MAPPO: every agent against M = 1
+    metrics = ("value_loss", "policy_loss", "entropy", "kl")
+
+    def __init__(self, spec: EnvSpec, cfg, total_updates: int = 1):
+        super().__init__(spec, cfg, total_updates)
+        self.dist = Distribution(spec.discrete)
+        self.actor = StochasticPolicy(cfg.hidden_sizes, spec.max_action_dim, spec.discrete, cfg.feature_norm,
+                                      cfg.std_x_coef, cfg.std_y_coef)
+        self.critic = VNetwork(cfg.hidden_sizes, cfg.feature_norm)
+        self.slots = AgentSlots(self.n, cfg.share_param)
+        self.actor_tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
+                                    optax.adam(self.lr(cfg.actor_lr, total_updates * self.actor_steps_per_update()),
+                                               eps=cfg.opti_eps))
+        self.critic_tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
+                                     optax.adam(self.lr(cfg.critic_lr, total_updates * cfg.critic_epoch *
+                                                        cfg.critic_num_mini_batch), eps=cfg.opti_eps))
+
+    def actor_steps_per_update(self) -> int:
+        """Optimiser steps one actor slot takes per update (for the learning-rate decay)."""
+        return 1
+
+    # ------------------------------------------------------------------ init / act
+    def init(self, key) -> OnPolicyState:
+        spec = self.spec
+        k_actor, k_critic = jax.random.split(key)
+        obs = jnp.zeros((spec.max_obs_dim,))
+        actor_params = jax.vmap(lambda k: self.actor.init(k, obs, self.obs_mask[0]))(jax.random.split(k_actor, self.slots.n_slots))
+        if self.cfg.init_policy is not None:
+            actor_params = set_initial_policy(actor_params, self.cfg.init_policy)
+        critic_params = self.critic.init(k_critic, jnp.zeros((spec.state_dim,)))
+        return OnPolicyState(actor_params, jax.vmap(self.actor_tx.init)(actor_params), critic_params,
+                             self.critic_tx.init(critic_params), ValueNorm.create(), jnp.zeros((), jnp.int32))
+
+    def policy_out(self, params, i, obs_i):
+        return self.actor.apply(params, obs_i, self.obs_mask[i])
+
+    def sample(self, actor_params, obs, avail, key, deterministic=False):
+        """All agents. obs [..., n, O], avail [..., n, A] -> actions [..., n, A], logp [..., n]."""
+        keys = jax.random.split(key, self.n)
+        outs = [self.dist.sample(self.policy_out(self.slots.get(actor_params, i), i, obs[..., i, :]), self.dim_mask[i],
+                                 avail[..., i, :], keys[i], deterministic) for i in range(self.n)]
+        return jnp.stack([o[0] for o in outs], -2), jnp.stack([o[1] for o in outs], -1)
+
+    def act(self, state: OnPolicyState, obs, action_mask, key, deterministic=False):
+        return self.sample(state.actor_params, obs, action_mask, key, deterministic)[0]
+
+    def evaluation_act(self, state: OnPolicyState, obs, action_mask, key):
+        """The deterministic policy: the Gaussian's mean, the most probable choice."""
+        return self.act(state, obs, action_mask, key, deterministic=True)
+
+    def value(self, state: OnPolicyState, s):
+        """The critic's raw output (normalised under value_norm)."""
+        return self.critic.apply(state.critic_params, s)
+
+    def env_actions(self, actions):
+        """Gaussian samples are unbounded; the env gets them clipped to [-1, 1]."""
+        return jnp.argmax(actions, -1) if self.spec.discrete else jnp.clip(actions, -1.0, 1.0)
+
+    def policy_probs(self, state: OnPolicyState, obs, action_mask):
+        """Discrete agents' action probabilities [..., n, A] (for matrix-game checks)."""
+        per_agent = self.slots.per_agent(state.actor_params)
+        outs = jax.vmap(self.policy_out, in_axes=(0, 0, -2), out_axes=-2)(per_agent, jnp.arange(self.n), obs)
+        m = self.dim_mask * action_mask
+        return jnp.exp(jax.nn.log_softmax(jnp.where(m > 0, outs, -1e9), -1)) * m
+
+    # ------------------------------------------------------------------ advantages
+    def advantages(self, ts: OnPolicyState, ro: Rollout):
+        """(normalised advantages [B], their std, returns [B]) of step 1 of the module docstring."""
+        cfg = self.cfg
+        denorm = ts.value_norm.denormalize if cfg.value_norm else (lambda x: x)
+        entropy_term = cfg.alpha * jnp.sum(ro.logp * ro.alive, -1)  # alpha sum_i log pi_i(a_i|o_i)
+        adv_v = gae(ro.reward - entropy_term, denorm(ro.value), denorm(ro.next_value), ro.terminated, ro.truncated,
+                    cfg.gamma, cfg.gae_lambda, cfg.truncation)
+        returns = (adv_v + denorm(ro.value)).reshape(-1)
+        adv = (adv_v + entropy_term).reshape(-1)
+        std = jnp.ones(())
+        if cfg.normalize_advantages:
+            std = adv.std() + 1e-5
+            adv = (adv - adv.mean()) / std
+        return adv, std, returns
+
+    # ------------------------------------------------------------------ actors
+    def agent_objective(self, params, i, d: AgentData, entropy_weight, surrogate):
+        """-(E[surrogate(ratio, A) M] + entropy_weight H(pi_i)) over agent i's alive samples;
+        aux: (policy loss, entropy)."""
+        out = self.policy_out(params, i, d.obs)
+        logp = self.dist.log_prob(out, self.dim_mask[i], d.avail, d.action)
+        ratio = jnp.exp(logp - d.old_logp)
+        policy_loss = -masked_mean(d.factor * surrogate(ratio, d.adv), d.alive)
+        entropy = masked_mean(self.dist.entropy(out, self.dim_mask[i], d.avail), d.alive)
+        return policy_loss - entropy_weight * entropy, (policy_loss, entropy)
+
+    def gradient_epochs(self, params, opt, i, d: AgentData, key, entropy_weight, surrogate, epochs: int):
+        """``epochs`` epochs of ``actor_num_mini_batch`` Adam steps on agent_objective."""
+        B = d.adv.shape[0]
+
+        def epoch(carry, k):
+            def step(carry, idx):
+                params, opt = carry
+                mb = jax.tree.map(lambda x: x[idx], d)
+                (_, aux), g = jax.value_and_grad(self.agent_objective, has_aux=True)(params, i, mb, entropy_weight, surrogate)
+                upd, opt = self.actor_tx.update(g, opt, params)
+                return (optax.apply_updates(params, upd), opt), aux
+
+            return jax.lax.scan(step, carry, minibatches(k, B, self.cfg.actor_num_mini_batch))
+
+        (params, opt), (policy_loss, entropy) = jax.lax.scan(epoch, (params, opt), jax.random.split(key, epochs))
+        return params, opt, {"policy_loss": policy_loss.mean(), "entropy": entropy.mean()}
+
+    def agent_update(self, params, opt, i, d: AgentData, key, entropy_weight):
+        """Agent i's step of the template: (params, opt, stats). The subclass's drift and
+        neighbourhood."""
+        raise NotImplementedError
+
+    def agent_data(self, ro: Rollout, i, adv, factor) -> AgentData:
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 [T, E, ...] -> [B, ...]
+        return AgentData(flat(ro.obs[:, :, i]), flat(ro.action_mask[:, :, i]), flat(ro.action[:, :, i]),
+                         ro.logp[:, :, i].reshape(-1), ro.alive[:, :, i].reshape(-1), adv, factor)
+
+    def improve_actors(self, ts: OnPolicyState, ro: Rollout, adv, entropy_weight, key):
+        """Step 2 of the module docstring. Returns (actor params, optimiser states, per-agent
+        stats, trace) with the trace of the template (``perm`` and the ``factor`` M each position
+        was weighted by) for tests."""
+        cfg, slots = self.cfg, self.slots
+        k_perm, key = jax.random.split(key)
+        perm = order(k_perm, self.n, cfg.fixed_order)
+        B = adv.shape[0]
+
+        def agent_step(m, i, carry):
+            actor_params, actor_opt, factor, key, stats, factors = carry
+            key, k = jax.random.split(key)
+            d = self.agent_data(ro, i, adv, factor)
+            params, opt, s = self.agent_update(slots.get(actor_params, i), slots.get(actor_opt, i), i, d, k, entropy_weight)
+            new_logp = self.dist.log_prob(self.policy_out(params, i, d.obs), self.dim_mask[i], d.avail, d.action)
+            s = {**s, "kl": masked_mean(d.old_logp - new_logp, d.alive)}  # sample estimate of KL(old || new)
+            factors = factors.at[m].set(factor)
+            if not self.simultaneous:
+                # M <- M * pi_new(a_i) / pi_old(a_i); a dead agent's ratio is 1
+                factor = jax.lax.stop_gradient(factor * jnp.where(d.alive > 0, jnp.exp(new_logp - d.old_logp), 1.0))
+            stats = jax.tree.map(lambda acc, v: acc.at[i].set(v), stats, s)
+            return slots.put(actor_params, i, params), slots.put(actor_opt, i, opt), factor, key, stats, factors
+
+        stats0 = {k: jnp.zeros(self.n) for k in self.agent_stats()}
+        carry = (ts.actor_params, ts.actor_opt, jnp.ones(B), key, stats0, jnp.zeros((self.n, B)))
+        actor_params, actor_opt, _, _, stats, factors = sequential(self.n, perm, agent_step, carry)
+        return actor_params, actor_opt, stats, {"perm": perm, "factors": factors}
+
+    def agent_stats(self) -> tuple[str, ...]:
+        return ("policy_loss", "entropy", "kl")
+
+    # ------------------------------------------------------------------ critic
+    def critic_loss(self, params, s, old_value, target):
+        v = self.critic.apply(params, s)
+        loss = regression_loss(target - v, self.cfg)
+        if self.cfg.use_clipped_value_loss:
+            clip = self.cfg.value_clip_param
+            v_clipped = old_value + jnp.clip(v - old_value, -clip, clip)
+            loss = jnp.maximum(loss, regression_loss(target - v_clipped, self.cfg))
+        return loss.mean()
+
+    def fit_critic(self, ts: OnPolicyState, ro: Rollout, returns, value_norm, key):
+        cfg = self.cfg
+        s, old_value = ro.state.reshape(-1, ro.state.shape[-1]), ro.value.reshape(-1)
+        target = value_norm.normalize(returns) if cfg.value_norm else returns
+
+        def epoch(carry, k):
+            def step(carry, idx):
+                params, opt = carry
+                loss, g = jax.value_and_grad(self.critic_loss)(params, s[idx], old_value[idx], target[idx])
+                upd, opt = self.critic_tx.update(g, opt, params)
+                return (optax.apply_updates(params, upd), opt), loss
+
+            return jax.lax.scan(step, carry, minibatches(k, returns.shape[0], cfg.critic_num_mini_batch))
+
+        (params, opt), losses = jax.lax.scan(epoch, (ts.critic_params, ts.critic_opt), jax.random.split(key, cfg.critic_epoch))
+        return params, opt, losses.mean()
+
+    # ------------------------------------------------------------------ update
+    def update(self, ts: OnPolicyState, ro: Rollout, key):
+        cfg = self.cfg
+        k_actor, k_critic = jax.random.split(key)
+        adv, std, returns = self.advantages(ts, ro)
+        entropy_weight = cfg.entropy_coef + cfg.alpha / std
+        actor_params, actor_opt, stats, _ = self.improve_actors(ts, ro, adv, entropy_weight, k_actor)
+        value_norm = ts.value_norm.update(returns) if cfg.value_norm else ts.value_norm
+        critic_params, critic_opt, value_loss = self.fit_critic(ts, ro, returns, value_norm, k_critic)
+        new = OnPolicyState(actor_params, actor_opt, critic_params, critic_opt, value_norm, ts.updates + 1)
+        return new, {"value_loss": value_loss, **stats}
+
+
+def ratio_surrogate(ratio, adv):
+    """HAA2C (and HATRPO's objective): the importance-weighted advantage."""
+    return ratio * adv
+
+
+def clipped_surrogate(clip: float):
+    """HAPPO / MAPPO: min(r A, clip(r, 1 - eps, 1 + eps) A)."""
+    return lambda ratio, adv: jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip, 1.0 + clip) * adv)

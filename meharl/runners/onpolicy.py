@@ -1,0 +1,85 @@
+"""The on-policy training loop over JAX environments, compiled end to end.
+
+One *block* is one iteration: a rollout of ``episode_length`` vector steps of ``n_envs``
+envs with the current policies (``rollout.py``), then one ``update`` of the algorithm on it
+(advantages, the actors on the template, the critic). A chunk is a ``lax.scan`` over
+blocks; the experiment runs chunks between evaluations, with the seeds vmapped
+(``over_seeds``), exactly as the off-policy loop.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from meharl.envs.core import step_autoreset
+from meharl.rollout import Rollout
+from meharl.runners.offpolicy import RunnerState, Schedule, SeedLoop, over_seeds, play_episodes
+
+
+def on_policy_schedule(cfg) -> Schedule:
+    block_env_steps = cfg.n_envs * cfg.episode_length
+    return Schedule(warmup_vector_steps=0, block_env_steps=block_env_steps, updates_per_block=1,
+                    blocks=math.ceil(cfg.total_steps / block_env_steps),
+                    blocks_per_eval=max(1, round(cfg.eval_interval / block_env_steps)))
+
+
+class OnPolicyRunner:
+    def __init__(self, env, algo, cfg, spec=None):
+        self.env, self.algo, self.cfg = env, algo, cfg
+        self.spec = env.spec if spec is None else spec
+        self.schedule = on_policy_schedule(cfg)
+
+    @property
+    def total_updates(self) -> int:
+        return self.schedule.blocks
+
+    def init(self, key) -> RunnerState:
+        k_algo, k_env, k_run = jax.random.split(key, 3)
+        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.n_envs))
+        return RunnerState(self.algo.init(k_algo), (), env_state, ts, k_run)
+
+    def compile(self, n_seeds: int) -> SeedLoop:
+        init = jax.jit(over_seeds(self.init, n_seeds))
+        return SeedLoop(
+            init=init,
+            warmup=lambda rs: rs,
+            chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), static_argnums=1, donate_argnums=0),
+            evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
+            template=lambda keys: jax.eval_shape(init, keys),
+            resumed=lambda rs, blocks_done: rs,
+        )
+
+    def close(self):
+        """Nothing to release: the environments live inside the compiled program."""
+
+    def _env_step(self, rs: RunnerState, _):
+        algo = self.algo
+        key, k_act, k_env = jax.random.split(rs.key, 3)
+        ts = rs.timestep
+        actions, logp = algo.sample(rs.algo.actor_params, ts.obs, ts.action_mask, k_act)
+        env_state, final, next_ts = jax.vmap(step_autoreset, in_axes=(None, 0, 0, 0))(
+            self.env, jax.random.split(k_env, self.cfg.n_envs), rs.env_state, algo.env_actions(actions))
+        f32 = jnp.float32
+        step = Rollout(obs=ts.obs, state=ts.state, action=actions, action_mask=ts.action_mask.astype(f32),
+                       alive=ts.alive.astype(f32), logp=logp, value=algo.value(rs.algo, ts.state),
+                       next_value=algo.value(rs.algo, final.state), reward=final.reward,
+                       terminated=final.terminated.astype(f32), truncated=final.truncated.astype(f32))
+        return rs._replace(env_state=env_state, timestep=next_ts, key=key), step
+
+    def block(self, rs: RunnerState, _):
+        rs, rollout = jax.lax.scan(self._env_step, rs, None, self.cfg.episode_length)
+        key, k_update = jax.random.split(rs.key)
+        algo_state, metrics = self.algo.update(rs.algo, rollout, k_update)
+        return rs._replace(algo=algo_state, key=key), metrics
+
+    def chunk(self, rs: RunnerState, n_blocks: int):
+        rs, metrics = jax.lax.scan(self.block, rs, None, n_blocks)
+        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
+
+    def evaluate(self, algo_state, key):
+        def act(k, env_state, ts):
+            return self.algo.env_actions(self.algo.evaluation_act(algo_state, ts.obs, ts.action_mask, k))
+
+        return play_episodes(self.env, act, key, self.cfg.eval_episodes)

@@ -1,0 +1,170 @@
+"""The on-policy family on the template: GAE, HAPPO's compound ratio M, HATRPO's trust
+region, and the papers' qualitative claims on the matrix games."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from meharl.algorithms import HAPPO, HATRPO, MAPPO
+from meharl.config import resolve
+from meharl.envs import PAYOFFS, make
+from meharl.experiment import train
+from meharl.rollout import gae
+from meharl.runners.onpolicy import OnPolicyRunner
+from meharl.solvers import solve_game
+
+# ---------------------------------------------------------------------------------------- GAE
+
+
+def _episodes(T=12, E=3, seed=0):
+    rng = np.random.default_rng(seed)
+    reward, value, next_value = (rng.normal(size=(T, E)).astype(np.float32) for _ in range(3))
+    terminated, truncated = np.zeros((T, E), np.float32), np.zeros((T, E), np.float32)
+    terminated[3, 0] = terminated[7, 1] = 1  # real ends in the middle of the rollout
+    truncated[5, 0] = truncated[2, 2] = truncated[9, 2] = 1  # time limits (auto-reset next step)
+    # where no episode ended, the state a_t led to is s_{t+1}: its value is V(s_{t+1})
+    for t in range(T - 1):
+        keep = (terminated[t] + truncated[t]) == 0
+        next_value[t, keep] = value[t + 1, keep]
+    return reward, value, next_value, terminated, truncated
+
+
+def test_gae_equals_the_sum_of_discounted_td_errors_within_each_episode():
+    gamma, lam = 0.9, 0.8
+    r, v, nv, term, trunc = _episodes()
+    got = np.asarray(gae(*map(jnp.asarray, (r, v, nv, term, trunc)), gamma, lam))
+    T, E = r.shape
+    for e in range(E):
+        for t in range(T):
+            want, k = 0.0, t
+            while True:  # A_t = sum_k (gamma lam)^(k-t) delta_k up to the episode's last step
+                delta = r[k, e] + gamma * (1 - term[k, e]) * nv[k, e] - v[k, e]
+                want += (gamma * lam) ** (k - t) * delta
+                if term[k, e] or trunc[k, e] or k == T - 1:
+                    break
+                k += 1
+            np.testing.assert_allclose(got[t, e], want, rtol=1e-5, atol=1e-5)
+    # a truncated step bootstraps from the final observation's value, a terminated one does not
+    assert got[5, 0] == pytest.approx(r[5, 0] + gamma * nv[5, 0] - v[5, 0], rel=1e-5)
+    assert got[3, 0] == pytest.approx(r[3, 0] - v[3, 0], rel=1e-5)
+
+
+def test_gae_zero_advantage_option_is_the_reference_recursion():
+    """HARL's compute_returns with use_proper_time_limits (masks, bad_masks), written as there."""
+    gamma, lam = 0.99, 0.95
+    r, v, nv, term, trunc = _episodes(seed=1)
+    got = np.asarray(gae(*map(jnp.asarray, (r, v, nv, term, trunc)), gamma, lam, "zero_advantage"))
+    T, E = r.shape
+    for e in range(E):
+        adv = 0.0
+        for t in reversed(range(T)):
+            mask = 1.0 - max(term[t, e], trunc[t, e])  # masks[step + 1]
+            bootstrap = nv[t, e] if t == T - 1 else v[t + 1, e]  # value_preds[step + 1]
+            delta = r[t, e] + gamma * bootstrap * mask - v[t, e]
+            adv = delta + gamma * lam * mask * adv
+            adv = (1.0 - trunc[t, e]) * adv  # bad_masks[step + 1]
+            np.testing.assert_allclose(got[t, e], adv, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------- the template's carries
+
+
+SMALL = {"env": "mpe/simple_spread", "hidden_sizes": "16,16", "n_envs": 4, "episode_length": 30}
+
+
+@pytest.fixture(scope="module")
+def spread_rollout():
+    """A real rollout of simple_spread (3 agents) under a fresh policy, and the pieces."""
+    cfg = resolve({"algo": "happo", **SMALL})
+    env = make(cfg.env)
+    runner = OnPolicyRunner(env, None, cfg)
+    runner.algo = HAPPO(env.spec, cfg, 10)
+    rs = runner.init(jax.random.PRNGKey(0))
+    rs, rollout = jax.lax.scan(runner._env_step, rs, None, cfg.episode_length)
+    return cfg, env, rs.algo, rollout
+
+
+def test_happo_weights_each_agent_by_the_product_of_the_updated_agents_ratios(spread_rollout):
+    cfg, env, ts, ro = spread_rollout
+    algo = HAPPO(env.spec, cfg.replace(actor_lr=1e-2), 10)
+    adv, _, _ = algo.advantages(ts, ro)
+    params, _, _, trace = jax.jit(lambda k: algo.improve_actors(ts, ro, adv, 0.0, k))(jax.random.PRNGKey(3))
+    perm, factors = np.asarray(trace["perm"]), np.asarray(trace["factors"])
+    assert sorted(perm) == [0, 1, 2]
+    ratio = {}
+    for i in range(3):  # each agent's new/old ratio on its samples, computed here from the final parameters
+        out = algo.actor.apply(jax.tree.map(lambda x: x[i], params), ro.obs[:, :, i], algo.obs_mask[i])
+        new_logp = algo.dist.log_prob(out, algo.dim_mask[i], ro.action_mask[:, :, i], ro.action[:, :, i])
+        ratio[i] = np.exp(np.asarray(new_logp - ro.logp[:, :, i])).reshape(-1)
+        assert np.abs(ratio[i] - 1).max() > 1e-3  # the agent did move
+    expected = np.ones_like(factors[0])
+    for m, agent in enumerate(perm):
+        np.testing.assert_allclose(factors[m], expected, rtol=2e-4)
+        expected = expected * ratio[agent]
+    # the simultaneous baseline weighs every agent by M = 1
+    mappo = MAPPO(env.spec, resolve({"algo": "mappo", **SMALL, "share_param": "false", "actor_lr": 1e-2}), 10)
+    np.testing.assert_array_equal(np.asarray(mappo.improve_actors(ts, ro, adv, 0.0, jax.random.PRNGKey(3))[3]["factors"]), 1.0)
+
+
+def test_hatrpo_steps_stay_in_the_kl_ball_and_a_rejected_step_changes_nothing(spread_rollout):
+    cfg, env, ts, ro = spread_rollout
+    algo = HATRPO(env.spec, resolve({"algo": "hatrpo", **SMALL, "kl_threshold": 0.002}), 10)
+    adv, _, _ = algo.advantages(ts, ro)
+    d = algo.agent_data(ro, 1, adv, jnp.ones(adv.shape[0]))
+    params = jax.tree.map(lambda x: x[1], ts.actor_params)
+    new, _, stats = jax.jit(lambda p: algo.agent_update(p, None, 1, d, jax.random.PRNGKey(0), 0.0))(params)
+    assert stats["accepted"] == 1.0
+    old_out, new_out = (algo.actor.apply(p, d.obs, algo.obs_mask[1]) for p in (params, new))
+    kl = float(jnp.mean(algo.dist.kl(old_out, new_out, algo.dim_mask[1], d.avail)))
+    assert 0 < kl <= 0.002
+    strict = HATRPO(env.spec, algo.cfg.replace(accept_ratio=1e9), 10)  # no step can improve that much
+    same, _, stats = strict.agent_update(params, None, 1, d, jax.random.PRNGKey(0), 0.0)
+    assert stats["accepted"] == 0.0
+    jax.tree.map(np.testing.assert_array_equal, same, params)
+
+
+# ------------------------------------------------------------------------------ matrix games
+
+
+def _probs(exp):
+    algo = exp.runner.algo
+    state = jax.tree.map(lambda x: x[0], exp.state.algo)
+    n, A = algo.spec.n_agents, algo.spec.max_action_dim
+    return np.asarray(algo.policy_probs(state, jnp.ones((n, 1)), jnp.ones((n, A))))
+
+
+@pytest.mark.parametrize("algo, alpha", [("happo", 0.0), ("mappo", 0.0), ("happo", 10.0), ("happo", 1.0)])
+def test_hasac_3x3_from_the_biased_start(tmp_path, algo, alpha):
+    """HASAC paper Figure 3a's game from (0.6, 0.2, 0.2): HAPPO and MAPPO end at (A, A); the
+    MEHAML objective at alpha = 10 ends at the logit QRE of Theorem 3 (`meharl solve`), at
+    alpha = 1 near (A, A) (its QRE puts 1 - 3e-11 on A). Margins: 0.02 around the QRE is about
+    the spread of the sampled on-policy estimates at the end (seed 0 lands within 0.01)."""
+    p = _probs(train({"algo": algo, "env": "matrix/hasac_3x3", "alpha": alpha}, run_dir=tmp_path, quiet=True))
+    if alpha == 10.0:
+        qre = np.asarray(solve_game("hasac_3x3", 10.0)["converged"])
+        np.testing.assert_allclose(p, qre, atol=0.02)
+    else:
+        assert (p[:, 0] > 0.95).all(), p
+
+
+def _expected_return(p, payoff):
+    return float(np.einsum("i,j,ij->", p[0], p[1], payoff))
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_harl_example1_simultaneous_maximisation_lowers_the_return(tmp_path, sequential):
+    """HARL Example 1: from pi_old(0) = 0.7 > 0.6 for both agents, each agent maximising its
+    advantage against the old policy of the other (MAPPO unshared with the clip off: the
+    simultaneous scheme) lowers the return; the sequential scheme (HAA2C, same budget) raises
+    it. One iteration of many large unclipped steps approximates the argmax of the example."""
+    payoff = PAYOFFS["harl_example1"][0]
+    common = {"env": "matrix/harl_example1", "init_policy": "0.7,0.3", "total_steps": 1000, "n_envs": 10,
+              "episode_length": 100, "actor_lr": 0.05, "entropy_coef": 0.0}
+    algo = {"algo": "haa2c", "a2c_epoch": 50} if sequential else {"algo": "mappo", "share_param": "false",
+                                                                  "clip_param": 1e6, "ppo_epoch": 50}
+    before = _expected_return(np.array([[0.7, 0.3], [0.7, 0.3]]), payoff)
+    after = _expected_return(_probs(train({**common, **algo}, run_dir=tmp_path, quiet=True)), payoff)
+    if sequential:
+        assert after > before + 0.5, (before, after)
+    else:
+        assert after < before - 0.5, (before, after)
