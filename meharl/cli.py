@@ -6,7 +6,7 @@
                                         RUN_DIR,RUN_DIR,...: seeds of one config run apart, one curve;
                                         prints final (and window) statistics over seeds as JSON, then the PNG
     meharl solve --game hasac_3x3 --alpha 10 [--json]
-    meharl list                         algorithms, environments, config keys
+    meharl list                         environments, and every algorithm with its keys, defaults and meaning
 
 ``meharl train`` prints the run directory as the last line of its output.
 """
@@ -92,12 +92,24 @@ def _solve(args):
 
 
 def _list(args):
-    from meharl.config import ALGOS, FIELDS
+    from meharl.algorithms import ALGORITHMS
+    from meharl.algorithms.base import describe
+    from meharl.config import EnvConfig, RunConfig
     from meharl.envs import ENV_NAMES
 
-    print("algorithms: " + ", ".join(ALGOS))
+    def keys(title, cls, skip=()):
+        print(title)
+        for name, default, help in describe(cls):
+            if name not in skip:
+                print(f"  {name:36s} {default:22s} {help}")
+
     print("environments: " + ", ".join(ENV_NAMES))
-    print("config keys: " + ", ".join(FIELDS))
+    keys("run keys (every algorithm):", RunConfig)
+    keys("environment keys (every algorithm):", EnvConfig)
+    for name, algo in ALGORITHMS.items():
+        kinds = [k for k in ("continuous", "discrete") if getattr(algo, k)]
+        print(f"\nalgo={name}: {algo.description} [{algo.learner.replace('_', '-')}; {', '.join(kinds)} actions]")
+        keys("  keys:", algo.Config)
 
 
 def main(argv=None):

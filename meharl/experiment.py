@@ -33,7 +33,7 @@ from meharl.algorithms import ALGORITHMS
 from meharl.config import Config, env_options, load_run, resolve
 from meharl.envs import headline_metric, is_host, make
 from meharl.plotting import plot_runs
-from meharl.runners.host import HostOffPolicyRunner
+from meharl.runners.host import HostOffPolicyRunner, HostOnPolicyRunner
 from meharl.runners.offpolicy import OffPolicyRunner
 from meharl.runners.onpolicy import OnPolicyRunner
 
@@ -48,7 +48,7 @@ EVAL_FIELDS = ["seed", "env_steps", "wall_time", "eval_return_mean", "eval_retur
 
 # (learner kind, host-stepped env) -> runner class
 RUNNERS = {("off_policy", False): OffPolicyRunner, ("off_policy", True): HostOffPolicyRunner,
-           ("on_policy", False): OnPolicyRunner}
+           ("on_policy", False): OnPolicyRunner, ("on_policy", True): HostOnPolicyRunner}
 
 
 class NaNError(RuntimeError):
@@ -57,10 +57,6 @@ class NaNError(RuntimeError):
 
 def build(cfg: Config):
     """The environment (for host-stepped ones: the factory of one env) and the runner."""
-    learner = ALGORITHMS[cfg.algo].learner
-    if (learner, is_host(cfg.env)) not in RUNNERS:
-        raise ValueError(f"algo={cfg.algo} ({learner.replace('_', '-')}) runs on the JAX environments for now, not on "
-                         f"the host-stepped {cfg.env}; JAX families: matrix, mpe, smax")
     env = make(cfg.env, **env_options(cfg))
     runner = RUNNERS[ALGORITHMS[cfg.algo].learner, is_host(cfg.env)](env, None, cfg)
     runner.algo = ALGORITHMS[cfg.algo](runner.spec, cfg, runner.total_updates)

@@ -231,3 +231,39 @@ def test_options_give_finite_updates_that_move_the_policy(env_name, overrides):
     if overrides.get("value_norm"):
         assert float(new.value_norm.debias) > 0
     assert ("LayerNorm_0" in new.critic_params["params"]["MLP_0"]) == bool(overrides.get("critic_layer_norm"))
+
+
+def test_initial_policy_writes_the_output_layer_with_ten_or_more_hidden_layers():
+    """The output layer is the Dense of the highest index, not the last name in string order
+    ("Dense_9" > "Dense_10"): with 11 hidden layers the policy starts exactly at init_policy."""
+    env = make("matrix/hasac_3x3")
+    cfg = resolve({"env": "matrix/hasac_3x3", "hidden_sizes": ",".join(["4"] * 11)})
+    algo = HASAC(env.spec, cfg, 10)
+    ts = algo.init(jax.random.PRNGKey(0))
+    p = algo.policy_probs(ts, jnp.ones((2, 1)), jnp.ones((2, 3)))
+    np.testing.assert_allclose(p, [[0.6, 0.2, 0.2]] * 2, rtol=1e-5)
+
+
+def test_shared_and_per_agent_temperatures_average_over_the_alive_agents():
+    """One normalisation for both temperatures: Appendix H.1's gradient averaged over the alive
+    (sample, agent) pairs. Read from Adam's first moment after one step, mu = (1 - b1) g: with
+    6 alive pairs in a batch of 4 the shared gradient is the sum over them / 6 (the batch-size
+    normalisation this replaced gave / 4), and dead pairs' values do not enter."""
+    env = make("smax/3m")
+    algo = HASAC(env.spec, resolve({"env": "smax/3m", "hidden_sizes": "8", "temperature": "shared"}), 10)
+    ts = algo.init(jax.random.PRNGKey(0))
+    logp = -jnp.arange(12.0).reshape(4, 3) / 10
+    target = jnp.full((4, 3), 0.5)
+    alive = jnp.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 1]], jnp.float32)
+    alive_pairs = [(0, 0), (1, 0), (1, 1), (3, 0), (3, 2)]
+    alive = alive.at[2, 2].set(1.0)
+    alive_pairs.append((2, 2))
+    g = -sum(float(logp[b, i]) + 0.5 for b, i in alive_pairs) / len(alive_pairs)
+    for poisoned in (logp, jnp.where(alive > 0, logp, 1e3)):
+        _, opt = algo._temperature_step(ts.log_alpha, ts.alpha_opt, 0, poisoned, target, alive)
+        assert float(opt[0].mu[0]) == pytest.approx(0.1 * g, rel=1e-5)
+    # per agent: agent 0's temperature averages over agent 0's alive samples (rows 0, 1, 3)
+    per_agent = HASAC(env.spec, resolve({"env": "smax/3m", "hidden_sizes": "8"}), 10)
+    ts = per_agent.init(jax.random.PRNGKey(0))
+    _, opt = per_agent._temperature_step(ts.log_alpha, ts.alpha_opt, 0, logp[:, 0], target[:, 0], alive[:, 0])
+    assert float(opt[0].mu[0]) == pytest.approx(-0.1 * (float(logp[0, 0] + logp[1, 0] + logp[3, 0]) / 3 + 0.5), rel=1e-5)

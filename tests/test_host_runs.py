@@ -108,3 +108,36 @@ def test_a_registered_pettingzoo_env_trains_by_name(tmp_path):
     _finite_rows(exp.rows)
     with pytest.raises(ValueError, match="unknown env 'mine/spread3'.*mine/spread2"):
         train({"env": "mine/spread3"})
+
+
+ON_TINY = dict(hidden_sizes="16,16", n_envs=2, episode_length=25, eval_interval=50, total_steps=150, eval_episodes=3,
+               checkpoint_every=1)
+
+
+@pytest.mark.parametrize("algo", ["happo", "hatrpo", "haa2c", "mappo"])
+def test_on_policy_host_run_trains_and_resumes(tmp_path, interrupt_after_second_checkpoint, algo):
+    """The on-policy learner with host-stepped envs (mpe2): trains, checkpoints, and resumes with
+    the learner state exact (the host envs restart their episodes, as off-policy)."""
+    cfg = resolve({**ON_TINY, "algo": algo, "env": "pz_mpe/simple_spread_discrete", "seeds": "0,1", "vector_env": "sync"})
+    first = Experiment(cfg, tmp_path / "run", quiet=True)
+    interrupt_after_second_checkpoint(first)
+    exp = Experiment(cfg, tmp_path / "run", quiet=True)
+    loaded, _ = exp.load_checkpoint()
+    for a, b in zip(jax.tree.leaves(first.saved_state.algo), jax.tree.leaves(loaded.algo)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    rows = exp.run()
+    assert sorted({r["env_steps"] for r in rows}) == [0, 50, 100, 150]
+    for r in (r for r in rows if r["env_steps"] > 0):
+        assert all(np.isfinite(r[k]) for k in exp.runner.algo.metrics), r
+
+
+def test_on_policy_mamujoco_smoke_in_worker_processes(tmp_path):
+    pytest.importorskip("gymnasium_robotics", reason="Multi-Agent MuJoCo is a test extra: pip install -e .[test]")
+    cfg = resolve({**ON_TINY, "algo": "happo", "env": "mamujoco/HalfCheetah-2x3", "seeds": "0", "eval_episodes": 2,
+                   "total_steps": 100, "vector_env": "async"})
+    exp = Experiment(cfg, tmp_path / "run", quiet=True)
+    rows = exp.run()
+    assert [r["env_steps"] for r in rows] == [0, 50, 100]
+    assert all(np.isfinite(r["value_loss"]) for r in rows[1:])
+    assert len(rows[-1]["eval_returns"]) == 2
+    assert exp.runner._vec == {}

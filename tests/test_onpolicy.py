@@ -168,3 +168,50 @@ def test_harl_example1_simultaneous_maximisation_lowers_the_return(tmp_path, seq
         assert after > before + 0.5, (before, after)
     else:
         assert after < before - 0.5, (before, after)
+
+
+def test_the_architecture_docs_example_algorithm_runs(tmp_path):
+    """docs/architecture.md's KL-drift HAPPO, executed from the page's own code block."""
+    import re
+    from pathlib import Path
+
+    from meharl.algorithms import ALGORITHMS
+
+    page = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "class KLHAPPO" in b)
+    namespace = {"jnp": jnp}
+    try:
+        exec(code, namespace)
+        p = _probs(train({"algo": "klhappo", "env": "matrix/hasac_3x3", "init_policy": "0.6,0.2,0.2",
+                          "kl_coef": 0.1}, run_dir=tmp_path, quiet=True))
+    finally:
+        ALGORITHMS.pop("klhappo", None)
+    # from the biased start (0.6 on A) towards (A, A) as HAPPO, slower under the drift: 0.85 on A
+    # at the preset's 40k steps with seed 0 (HAPPO: 0.998)
+    assert (p[:, 0] > 0.8).all(), p
+
+
+@pytest.mark.parametrize("algo", ["happo", "hatrpo", "mappo"])
+def test_simple_spread_beats_random(tmp_path, algo):
+    """150k env steps of continuous simple_spread with the reference's settings except the
+    rollout (10 envs x 50 steps per iteration, for more iterations in a CI-sized budget): the
+    deterministic policy beats the uniform random policy by 12 (40 episodes each). Measured
+    with seed 0: random -78.2; HAPPO -55.7, HATRPO -59.3, MAPPO -59.2 (the initial policy
+    -70.8). HAA2C reaches only -71.4 at this budget and is left out (docs/algorithms/on-policy.md)."""
+    from meharl.runners.offpolicy import play_episodes
+
+    exp = train({"algo": algo, "env": "mpe/simple_spread", "total_steps": 150_000, "eval_interval": 150_000,
+                 "n_envs": 10, "episode_length": 50}, run_dir=tmp_path, quiet=True)
+    env = exp.env
+    uniform = lambda k, s, ts: jax.random.uniform(k, ts.obs.shape[:-1] + (env.spec.max_action_dim,), minval=-1, maxval=1)  # noqa: E731
+    random_return = float(play_episodes(env, uniform, jax.random.PRNGKey(7), 40)[0].mean())
+    learned = exp.rows[-1]["eval_return_mean"]
+    assert learned > random_return + 12, (learned, random_return)
+
+
+def test_on_policy_smax_smoke(tmp_path):
+    """Masked discrete actions and dead agents: a short HAPPO run on SMAX 3m trains and evaluates."""
+    rows = train({"algo": "happo", "env": "smax/3m", "total_steps": 2_000, "n_envs": 4, "episode_length": 50,
+                  "eval_interval": 1_000, "eval_episodes": 4, "hidden_sizes": "16,16"}, run_dir=tmp_path, quiet=True).rows
+    assert [r["env_steps"] for r in rows] == [0, 1000, 2000]
+    assert all(np.isfinite(r["value_loss"]) and 0 < r["entropy"] <= np.log(9) for r in rows[1:])

@@ -226,7 +226,7 @@ def test_plot_defaults_to_each_family_s_headline_metric(cli_run, tmp_path):
     battle = tmp_path / "battle"
     battle.mkdir()
     (battle / "metrics.csv").write_text((run_dir / "metrics.csv").read_text())
-    (battle / "config.yaml").write_text(re.sub(r"\nenv: .*\n", "\nenv: smax/3m\n", (run_dir / "config.yaml").read_text()))
+    (battle / "config.yaml").write_text(re.sub(r"\n  env: .*\n", "\n  env: smax/3m\n", (run_dir / "config.yaml").read_text()))
     assert headline_metric_of([str(run_dir)]) == "eval_return_mean"
     assert headline_metric_of([str(battle)]) == "eval_win_rate"
     out = subprocess.run([sys.executable, "-m", "meharl.cli", "plot", str(battle), "--out", str(tmp_path / "b.png")],

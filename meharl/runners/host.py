@@ -1,9 +1,11 @@
-"""The off-policy loop of ``offpolicy.py`` with the environments stepped on the host.
+"""The loops of ``offpolicy.py`` and ``onpolicy.py`` with the environments stepped on the host.
 
-Same schedule, replay, transitions and update as the compiled runner; only the env steps
-differ: one Gymnasium vector env (``envs/host.py``) holds ``n_envs`` envs for each seed, and
-every vector step is a jitted act over all seeds, one host step of all envs, and a jitted
-replay insert (donated, in place). A block's updates are one jitted scan, vmapped over seeds.
+Same schedules, storage and updates as the compiled runners; only the env steps differ: one
+Gymnasium vector env (``envs/host.py``) holds ``n_envs`` envs for each seed, and every vector
+step is a jitted act over all seeds and one host step of all envs. Off-policy, each step's
+transition goes into the replay by a jitted insert (donated, in place) and a block's updates
+are one jitted scan; on-policy, the steps of a rollout are stacked and one jitted update
+learns from them. Both are vmapped over seeds. :class:`HostDriver` holds what the two share.
 
 Evaluation uses a second vector env of the same size: env j of a seed plays its share of the
 ``eval_episodes`` episodes with the deterministic policy, one after another.
@@ -22,10 +24,15 @@ import numpy as np
 
 from meharl.envs.core import TimeStep
 from meharl.envs.host import vector_env
+from meharl.rollout import Rollout
 from meharl.runners.offpolicy import OffPolicyRunner, RunnerState, SeedLoop, over_seeds, transition
+from meharl.runners.onpolicy import OnPolicyRunner
 
 
-class HostOffPolicyRunner(OffPolicyRunner):
+class HostDriver:
+    """The host half of a runner: the vector envs, resets, steps and evaluation. Mixed into a
+    learner's runner class (``HostDriver, OffPolicyRunner``), whose ``__init__`` it wraps."""
+
     def __init__(self, make_env, algo, cfg):
         probe = make_env()
         super().__init__(None, algo, cfg, spec=probe.env_spec)
@@ -78,39 +85,6 @@ class HostOffPolicyRunner(OffPolicyRunner):
                     final_obs[k][i] = info["final_obs"][i][k]
         return self._timestep(final_obs, reward, terminated, truncated), self._timestep(obs)
 
-    # ------------------------------------------------------------------ jitted pieces
-    def compile(self, n_seeds: int) -> SeedLoop:
-        assert n_seeds == self.n_seeds
-
-        def act(algo_state, ts, key, random: bool):
-            key, k_act = jax.random.split(key)
-            actions = self.act(algo_state, ts, k_act, random)
-            return actions, self.algo.env_actions(actions), key
-
-        def insert(buffer, ts, actions, final):
-            return self.replay.add(buffer, transition(ts, actions, final))
-
-        def act_deterministic(algo_state, ts, key):
-            return self.algo.env_actions(self.algo.evaluation_act(algo_state, ts.obs, ts.action_mask, key))
-
-        def init_learner(key, ts):
-            k_algo, k_env, k_run = jax.random.split(key, 3)
-            return (*self.init_learner(k_algo, ts), k_env, k_run)
-
-        self._act = {random: jax.jit(over_seeds(partial(act, random=random), n_seeds)) for random in (False, True)}
-        self._insert = jax.jit(over_seeds(insert, n_seeds), donate_argnums=0)
-        self._act_deterministic = jax.jit(over_seeds(act_deterministic, n_seeds))
-        self._init_learner = jax.jit(over_seeds(init_learner, n_seeds))
-        self._updates = jax.jit(over_seeds(self.updates, n_seeds), donate_argnums=0)
-
-        def template(keys):
-            ts = jax.eval_shape(lambda: self._example_timestep())
-            algo, buffer, _, key = jax.eval_shape(self._init_learner, keys, ts)
-            return RunnerState(algo, buffer, (), ts, key)
-
-        return SeedLoop(init=self._init, warmup=self._warmup, chunk=self._chunk, evaluate=self._evaluate,
-                        template=template, resumed=self._resumed)
-
     def _example_timestep(self) -> TimeStep:
         spec, shape = self.spec, (self.n_seeds, self.cfg.n_envs)
         f32, b = jnp.float32, bool
@@ -122,33 +96,15 @@ class HostOffPolicyRunner(OffPolicyRunner):
         )
 
     # ------------------------------------------------------------------ the loop (all seeds)
-    def _init(self, keys) -> RunnerState:
-        algo, buffer, k_env, key = self._init_learner(keys, self._example_timestep())
-        return RunnerState(algo, buffer, (), self._reset("train", k_env), key)
-
     def _resumed(self, rs: RunnerState, blocks_done: int) -> RunnerState:
         keys = jax.vmap(lambda k: jax.random.fold_in(k, blocks_done))(rs.key)
         return rs._replace(timestep=self._reset("train", keys))
 
-    def _env_steps(self, rs: RunnerState, n: int, random: bool) -> RunnerState:
-        ts, key, buffer = rs.timestep, rs.key, rs.buffer
-        for _ in range(n):
-            actions, env_actions, key = self._act[random](rs.algo, ts, key)
-            final, next_ts = self._host_step("train", env_actions)
-            buffer = self._insert(buffer, ts, actions, final)
-            ts = next_ts
-        return rs._replace(buffer=buffer, timestep=ts, key=key)
+    def _compile_driver(self, n_seeds: int):
+        def act_deterministic(algo_state, ts, key):
+            return self.algo.env_actions(self.algo.evaluation_act(algo_state, ts.obs, ts.action_mask, key))
 
-    def _warmup(self, rs: RunnerState) -> RunnerState:
-        return self._env_steps(rs, self.schedule.warmup_vector_steps, True)
-
-    def _chunk(self, rs: RunnerState, n_blocks: int):
-        metrics = []
-        for _ in range(n_blocks):
-            rs = self._env_steps(rs, self.cfg.train_interval, False)
-            rs, m = self._updates(rs)
-            metrics.append(m)
-        return rs, jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *metrics)
+        self._act_deterministic = jax.jit(over_seeds(act_deterministic, n_seeds))
 
     def _evaluate(self, algo_state, keys):
         """``eval_episodes`` complete episodes per seed with the algorithm's evaluation policy
@@ -171,3 +127,123 @@ class HostOffPolicyRunner(OffPolicyRunner):
                 done_eps[s, j] += 1
             running[ended] = 0.0
         return returns, won
+
+
+class HostOffPolicyRunner(HostDriver, OffPolicyRunner):
+    # ------------------------------------------------------------------ jitted pieces
+    def compile(self, n_seeds: int) -> SeedLoop:
+        assert n_seeds == self.n_seeds
+
+        def act(algo_state, ts, key, random: bool):
+            key, k_act = jax.random.split(key)
+            actions = self.act(algo_state, ts, k_act, random)
+            return actions, self.algo.env_actions(actions), key
+
+        def insert(buffer, ts, actions, final):
+            return self.replay.add(buffer, transition(ts, actions, final))
+
+        def init_learner(key, ts):
+            k_algo, k_env, k_run = jax.random.split(key, 3)
+            return (*self.init_learner(k_algo, ts), k_env, k_run)
+
+        self._act = {random: jax.jit(over_seeds(partial(act, random=random), n_seeds)) for random in (False, True)}
+        self._insert = jax.jit(over_seeds(insert, n_seeds), donate_argnums=0)
+        self._compile_driver(n_seeds)
+        self._init_learner = jax.jit(over_seeds(init_learner, n_seeds))
+        self._updates = jax.jit(over_seeds(self.updates, n_seeds), donate_argnums=0)
+
+        def template(keys):
+            ts = jax.eval_shape(lambda: self._example_timestep())
+            algo, buffer, _, key = jax.eval_shape(self._init_learner, keys, ts)
+            return RunnerState(algo, buffer, (), ts, key)
+
+        return SeedLoop(init=self._init, warmup=self._warmup, chunk=self._chunk, evaluate=self._evaluate,
+                        template=template, resumed=self._resumed)
+
+    def _init(self, keys) -> RunnerState:
+        algo, buffer, k_env, key = self._init_learner(keys, self._example_timestep())
+        return RunnerState(algo, buffer, (), self._reset("train", k_env), key)
+
+    def _env_steps(self, rs: RunnerState, n: int, random: bool) -> RunnerState:
+        ts, key, buffer = rs.timestep, rs.key, rs.buffer
+        for _ in range(n):
+            actions, env_actions, key = self._act[random](rs.algo, ts, key)
+            final, next_ts = self._host_step("train", env_actions)
+            buffer = self._insert(buffer, ts, actions, final)
+            ts = next_ts
+        return rs._replace(buffer=buffer, timestep=ts, key=key)
+
+    def _warmup(self, rs: RunnerState) -> RunnerState:
+        return self._env_steps(rs, self.schedule.warmup_vector_steps, True)
+
+    def _chunk(self, rs: RunnerState, n_blocks: int):
+        metrics = []
+        for _ in range(n_blocks):
+            rs = self._env_steps(rs, self.cfg.train_interval, False)
+            rs, m = self._updates(rs)
+            metrics.append(m)
+        return rs, jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *metrics)
+
+
+
+class HostOnPolicyRunner(HostDriver, OnPolicyRunner):
+    def compile(self, n_seeds: int) -> SeedLoop:
+        assert n_seeds == self.n_seeds
+
+        def act(algo_state, ts, key):
+            key, k_act = jax.random.split(key)
+            actions, logp = self.algo.sample(algo_state.actor_params, ts.obs, ts.action_mask, k_act)
+            return actions, logp, self.algo.env_actions(actions), key
+
+        def learn(algo_state, key, steps: dict, final_state):
+            # the critic is fixed during a rollout: its values of s_t and of the states the
+            # actions led to are computed here, in one batch
+            rollout = Rollout(**steps, value=self.algo.value(algo_state, steps["state"]),
+                              next_value=self.algo.value(algo_state, final_state))
+            key, k_update = jax.random.split(key)
+            algo_state, metrics = self.algo.update(algo_state, rollout, k_update)
+            return algo_state, key, metrics
+
+        def init_algo(key):
+            k_algo, k_env, k_run = jax.random.split(key, 3)
+            return self.algo.init(k_algo), k_env, k_run
+
+        self._act = jax.jit(over_seeds(act, n_seeds))
+        self._learn = jax.jit(over_seeds(learn, n_seeds), donate_argnums=0)
+        self._init_algo = jax.jit(over_seeds(init_algo, n_seeds))
+        self._compile_driver(n_seeds)
+
+        def template(keys):
+            algo, _, key = jax.eval_shape(self._init_algo, keys)
+            return RunnerState(algo, (), (), jax.eval_shape(self._example_timestep), key)
+
+        return SeedLoop(init=self._init, warmup=lambda rs: rs, chunk=self._chunk, evaluate=self._evaluate,
+                        template=template, resumed=self._resumed)
+
+    def _init(self, keys) -> RunnerState:
+        algo, k_env, key = self._init_algo(keys)
+        return RunnerState(algo, (), (), self._reset("train", k_env), key)
+
+    def _rollout(self, rs: RunnerState):
+        """episode_length host steps: the stacked steps [S, T, E, ...], the final states, and
+        the time step and key to go on from."""
+        f32 = np.float32
+        ts, key, steps, finals = rs.timestep, rs.key, [], []
+        for _ in range(self.cfg.episode_length):
+            actions, logp, env_actions, key = self._act(rs.algo, ts, key)
+            final, next_ts = self._host_step("train", env_actions)
+            steps.append(dict(obs=ts.obs, state=ts.state, action=actions, action_mask=np.asarray(ts.action_mask, f32),
+                              alive=np.asarray(ts.alive, f32), logp=logp, reward=final.reward,
+                              terminated=final.terminated.astype(f32), truncated=final.truncated.astype(f32)))
+            finals.append(final.state)
+            ts = next_ts
+        return jax.tree.map(lambda *x: jnp.stack(x, 1), *steps), jnp.stack(finals, 1), ts, key
+
+    def _chunk(self, rs: RunnerState, n_blocks: int):
+        metrics = []
+        for _ in range(n_blocks):
+            steps, finals, ts, key = self._rollout(rs)
+            algo, key, m = self._learn(rs.algo, key, steps, finals)
+            rs = rs._replace(algo=algo, timestep=ts, key=key)
+            metrics.append(m)
+        return rs, jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *metrics)
