@@ -267,3 +267,22 @@ def test_shared_and_per_agent_temperatures_average_over_the_alive_agents():
     ts = per_agent.init(jax.random.PRNGKey(0))
     _, opt = per_agent._temperature_step(ts.log_alpha, ts.alpha_opt, 0, logp[:, 0], target[:, 0], alive[:, 0])
     assert float(opt[0].mu[0]) == pytest.approx(-0.1 * (float(logp[0, 0] + logp[1, 0] + logp[3, 0]) / 3 + 0.5), rel=1e-5)
+
+
+def test_value_norm_actor_option_hands_the_actors_the_reference_s_normalised_q():
+    """With value_norm the critics learn normalised targets. The default de-normalises the Q
+    the actors maximise (the paper's objective); value_norm_actor=normalized keeps it
+    normalised, as the reference's get_values does. The soft target is de-normalised either way."""
+    from meharl.algorithms.base import ValueNorm
+
+    env = make("mpe/simple_spread")
+    batch = _batch(env.spec, jax.random.PRNGKey(4))
+    norm = ValueNorm.create().update(jnp.array([5.0, 9.0]))  # mean 7, std 2
+    for choice, scaled in (("denormalized", True), ("normalized", False)):
+        algo = HASAC(env.spec, resolve({"env": "mpe/simple_spread", "hidden_sizes": "8", "value_norm": "true",
+                                        "value_norm_actor": choice}), 10)
+        ts = algo.init(jax.random.PRNGKey(0))
+        raw = algo._twin(ts.critic_params, batch.state, batch.action)
+        actor_q = algo._q(ts.critic_params, batch.state, batch.action, norm, for_actor=True)
+        np.testing.assert_allclose(actor_q, raw * 2.0 + 7.0 if scaled else raw, rtol=1e-5)
+        np.testing.assert_allclose(algo._q(ts.critic_params, batch.state, batch.action, norm), raw * 2.0 + 7.0, rtol=1e-5)

@@ -1,0 +1,104 @@
+"""On-policy training speed against the peers, side by side in one process on this machine.
+
+Pairs (same algorithm, task and settings):
+  HAPPO, MAPPO on simple_spread (continuous), HARL's tuned MPE settings (20 envs x 200 steps,
+      [128, 128], 5 epochs, 1 minibatch): meharl vs HARL's own PyTorch code (../shared/anchors/harl_bench.sh)
+  MAPPO on simple_spread (discrete), JaxMARL's MAPPO settings (16 envs x 128 steps, 4 epochs,
+      4 minibatches, 128 units, lr 2e-3): meharl vs JaxMARL's baseline (jaxmarl_bench.sh). JaxMARL's
+      actor and critic are recurrent (FC 128 + GRU 128), meharl's are [128, 128] MLPs: not the same
+      network, which the JSON says.
+
+meharl's speed: the compiled iteration (rollout + update) called once to compile, then timed
+over ``--iters`` calls: env steps/s of training alone; ``compile_s`` apart. The anchors report
+their own wall time of training (HARL: its run() including a 20-episode evaluation; JaxMARL:
+the compiled call, compile apart). Rounds alternate meharl and the anchor; medians are reported.
+
+  python bench/onpolicy_speed.py --rounds 2 --out bench/measured/cpu-2026-12-06/onpolicy_speed.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import jax
+
+from meharl.config import resolve
+from meharl.experiment import Experiment
+
+ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
+
+PAIRS = [
+    # (name, meharl overrides, anchor command)
+    ("happo_spread_harl", {"algo": "happo", "env": "mpe/simple_spread"},
+     ["harl_bench.sh", "happo", "simple_spread_v2-continuous", "48000"]),
+    ("mappo_spread_harl", {"algo": "mappo", "env": "mpe/simple_spread"},
+     ["harl_bench.sh", "mappo", "simple_spread_v2-continuous", "48000"]),
+    ("mappo_spread_discrete_jaxmarl",
+     {"algo": "mappo", "env": "mpe/simple_spread_discrete", "n_envs": 16, "episode_length": 128, "ppo_epoch": 4,
+      "critic_epoch": 4, "actor_num_mini_batch": 4, "critic_num_mini_batch": 4, "actor_lr": 2e-3, "critic_lr": 2e-3},
+     ["jaxmarl_bench.sh", "mappo", "MPE_simple_spread_v3", "49152"]),
+]
+
+
+def ours(overrides: dict, iters: int) -> dict:
+    exp = Experiment(resolve({**overrides, "seeds": "0"}), "/tmp/meharl_onpolicy_speed", quiet=True)
+    rs = exp.loop.init(exp.seed_keys())
+    t0 = time.perf_counter()
+    rs, _ = exp.loop.chunk(rs, 1)
+    jax.block_until_ready(rs)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        rs, _ = exp.loop.chunk(rs, 1)
+    jax.block_until_ready(rs)
+    wall = time.perf_counter() - t0
+    steps = iters * exp.schedule.block_env_steps
+    return {"env_steps": steps, "wall_s": wall, "env_steps_per_s": steps / wall, "compile_s": compile_s}
+
+
+def anchor(cmd: list[str]) -> dict:
+    out = subprocess.run([str(ANCHORS / cmd[0]), *cmd[1:]], capture_output=True, text=True,
+                         env={**os.environ, "EVALS": "1"})
+    if out.returncode != 0:
+        raise RuntimeError(f"{cmd}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(allow_abbrev=False)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--iters", type=int, default=12, help="timed iterations of meharl's loop per round")
+    p.add_argument("--only", default=None, help="comma-separated pair names")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    results = {}
+    for name, overrides, cmd in PAIRS:
+        if a.only and name not in a.only.split(","):
+            continue
+        rounds = [(ours(overrides, a.iters), anchor(cmd)) for _ in range(a.rounds)]
+        m = statistics.median(r[0]["env_steps_per_s"] for r in rounds)
+        ref = statistics.median(r[1]["env_steps_per_s"] for r in rounds)
+        results[name] = {
+            "meharl": {"overrides": overrides, "env_steps_per_s_median": m,
+                       "compile_s_median": statistics.median(r[0]["compile_s"] for r in rounds),
+                       "rounds": [r[0] for r in rounds]},
+            "anchor": {"command": cmd, "env_steps_per_s_median": ref,
+                       "rounds": [{k: v for k, v in r[1].items() if k not in ("eval_curve", "return_curve", "config")}
+                                  for r in rounds]},
+            "ratio": m / ref,
+        }
+        print(json.dumps({name: {"meharl": round(m), "anchor": round(ref), "ratio": round(m / ref, 2)}}), flush=True)
+    results["note"] = ("JaxMARL's MAPPO is recurrent (GRU 128), meharl's MAPPO an MLP: the networks differ. "
+                       f"jax {jax.__version__}, {os.cpu_count()} CPUs.")
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
