@@ -21,7 +21,7 @@ DEFAULT_MAIN = {"env": "mpe/simple_spread", "total_steps": "60000", "eval_interv
 
 def _train(args):
     from meharl.config import parse_overrides, resolve
-    from meharl.experiment import Experiment
+    from meharl.experiment import Experiment, NaNError
 
     overrides = parse_overrides(args.overrides)
     if not args.overrides:
@@ -30,7 +30,15 @@ def _train(args):
               + " ".join(f"{k}={v}" for k, v in overrides.items()))
     cfg = resolve(overrides)  # validates before any compilation
     exp = Experiment(cfg, args.run_dir)
-    rows = exp.run(resume=not args.no_resume)
+    resume = "meharl train " + " ".join(f"{k}={v}" for k, v in overrides.items()) + f" --run-dir {exp.run_dir}"
+    try:
+        rows = exp.run(resume=not args.no_resume)
+    except KeyboardInterrupt:
+        progress, path = exp.read_progress()
+        where = f"env step {progress['rows'][-1]['env_steps']} ({path})" if progress else "no checkpoint yet"
+        raise Interrupted(f"interrupted; the last checkpoint is at {where}. Resume with: {resume}") from None
+    except NaNError as err:
+        raise ValueError(f"{err}. Resume from it with: {resume}") from None
     last = {}
     for r in rows:
         last[r["seed"]] = r
@@ -41,10 +49,16 @@ def _train(args):
     print(exp.run_dir)
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a training, with where it stopped."""
+
+
 def _eval(args):
     from meharl.envs import headline_metric
     from meharl.experiment import evaluate_run, load_run
 
+    if args.episodes is not None and args.episodes < 1:
+        raise ValueError(f"invalid --episodes {args.episodes}: give a positive number of episodes")
     cfg = load_run(args.run_dir)
     per_seed, where = evaluate_run(args.run_dir, args.episodes, cfg, args.step)
     out = {"run_dir": args.run_dir, **where,
@@ -151,6 +165,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
         print(f"meharl: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as err:
+        print(f"meharl: {err}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -9,18 +9,25 @@ Run directory layout::
     marl_eval.json     marl-eval's raw-data format (per-episode eval returns per seed and step)
     tb/                TensorBoard events
     learning_curve.png mean and 95% interval over seeds of the eval return (win rate on battles)
-    checkpoint.npz     the whole training state of all seeds (+ checkpoint.json)
+    checkpoint.npz     the whole training state of all seeds and its progress record, one file
+    checkpoint.prev.npz the checkpoint before it (loaded, with a warning, if the newest is broken)
+    .lock              held by the training that owns the directory
     policies/          with keep_policies: <env step>.npz, the algorithm state of all seeds at each evaluation
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import datetime as _dt
 import json
 import os
 import platform
+import shutil
+import socket
 import time
 import warnings
+import zipfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -88,22 +95,58 @@ class Experiment:
         return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s ^ 0x5EED), blocks_done) for s in self.cfg.seeds])
 
     def _ckpt_paths(self):
-        return self.run_dir / "checkpoint.npz", self.run_dir / "checkpoint.json"
+        """The checkpoint and the one before it (kept to fall back to)."""
+        return self.run_dir / "checkpoint.npz", self.run_dir / "checkpoint.prev.npz"
 
     def save_checkpoint(self, rs, progress: dict):
-        npz, meta = self._ckpt_paths()
-        _save_tree(npz, rs)
-        tmp_meta = meta.with_suffix(".tmp")
-        tmp_meta.write_text(json.dumps(progress))
-        os.replace(tmp_meta, meta)
+        """One file holds the state and its progress record, written to a temporary name and
+        renamed into place, so the two always belong together; the previous checkpoint is
+        kept as checkpoint.prev.npz."""
+        current, previous = self._ckpt_paths()
+        tmp = _write_tree(current, rs, progress=np.array(json.dumps(progress)))
+        if current.exists():
+            os.replace(current, previous)
+        os.replace(tmp, current)
+
+    def _progress(self, data) -> dict:
+        """The progress record inside an opened checkpoint (checkpoints written before
+        2026-12-06 kept it beside, in checkpoint.json)."""
+        if "progress" in data:
+            return json.loads(str(data["progress"]))
+        return json.loads((self.run_dir / "checkpoint.json").read_text())
+
+    def read_progress(self) -> tuple[dict | None, Path | None]:
+        """The progress record of the newest readable checkpoint (reads only that small member),
+        and its path; a broken newer one is skipped with a warning."""
+        for path in self._ckpt_paths():
+            if path.exists():
+                try:
+                    with _open_checkpoint(path) as data:
+                        return self._progress(data), path
+                except Exception as err:  # a torn or foreign file: any reader error
+                    warnings.warn(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying the previous one")
+        return None, None
 
     def load_checkpoint(self):
-        npz, meta = self._ckpt_paths()
-        if not npz.exists():
-            return None, None
-        with np.load(npz) as data:
-            rs = _load_tree(data, self.loop.template(self.seed_keys()))
-        return rs, json.loads(meta.read_text())
+        """(runner state, progress) of the newest checkpoint that loads whole, falling back to the
+        previous one with a warning; (None, None) where there is none."""
+        template = self.loop.template(self.seed_keys())
+        errors = []
+        for path in self._ckpt_paths():
+            if not path.exists():
+                continue
+            try:
+                with _open_checkpoint(path) as data:
+                    progress = self._progress(data)
+                    rs = _load_tree(data, template)
+                return rs, progress
+            except Exception as err:  # a torn or foreign file: any reader error
+                errors.append(f"{path}: {type(err).__name__}: {err}")
+                warnings.warn(f"checkpoint {path} cannot be loaded ({type(err).__name__}: {err}); trying the previous one")
+        if errors:
+            raise ValueError(f"no loadable checkpoint in {self.run_dir} ({'; '.join(errors)}); pass --no-resume to "
+                             "start the run again")
+        return None, None
 
     def save_policy(self, algo_state, blocks_done: int, env_steps: int):
         """keep_policies: the algorithm state of all seeds at the evaluation at ``env_steps``."""
@@ -143,8 +186,11 @@ class Experiment:
         (self.run_dir / "marl_eval.json").write_text(json.dumps(doc))
 
     def _tensorboard(self, rows):
+        """TensorBoard events of every row, written anew (a resumed or extended run's earlier
+        events would otherwise be shown twice)."""
         from tensorboardX import SummaryWriter
 
+        shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
         for seed in self.cfg.seeds:
             with SummaryWriter(str(self.run_dir / "tb" / f"seed_{seed}")) as w:
                 for row in (r for r in rows if r["seed"] == seed):
@@ -173,10 +219,12 @@ class Experiment:
         return rows
 
     def run(self, resume: bool = True):
-        try:
-            return self._run(resume)
-        finally:
-            self.runner.close()  # host-stepped envs' worker processes
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.run_dir):
+            try:
+                return self._run(resume)
+            finally:
+                self.runner.close()  # host-stepped envs' worker processes
 
     def _record_versions(self, resumed: bool):
         """versions.json at the start of a run; resuming with other versions warns (the run
@@ -196,7 +244,7 @@ class Experiment:
         """A checkpoint resumes under its own config, or under the same config with a total_steps
         no smaller than what it has trained (extending a run), except where a schedule spans the
         run (the algorithm's ``spans_run`` keys: decaying learning rates, ...). Reads only the
-        configs and checkpoint.json, not the large npz."""
+        configs and the checkpoint's progress record, not its arrays."""
         old, new = saved.flat(), self.cfg.flat()
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if not diff:
@@ -204,7 +252,8 @@ class Experiment:
         spans_run = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k in ALGORITHMS[self.cfg.algo].spans_run
                      if (v := new[k]) not in (False, None)]  # schedules over total_steps
         if diff == ["total_steps"] and not spans_run:
-            done = json.loads(self._ckpt_paths()[1].read_text())["blocks_done"]  # the small half of the checkpoint
+            progress, _ = self.read_progress()
+            done = 0 if progress is None else progress["blocks_done"]
             if done > self.schedule.blocks:
                 raise ValueError(f"{self.run_dir} has trained {self.schedule.env_steps(done, self.cfg.n_envs)} env "
                                  f"steps, more than total_steps={self.cfg.total_steps}; a run can be extended, not shortened")
@@ -219,7 +268,7 @@ class Experiment:
         cfg, sch = self.cfg, self.schedule
         self.run_dir.mkdir(parents=True, exist_ok=True)
         saved = self.run_dir / "config.yaml"
-        resuming = resume and self._ckpt_paths()[0].exists() and saved.exists()
+        resuming = resume and any(p.exists() for p in self._ckpt_paths()) and saved.exists()
         if resuming:
             self._check_resumable(load_run(self.run_dir))
         rs, progress = self.load_checkpoint() if resuming else (None, None)
@@ -237,6 +286,8 @@ class Experiment:
             progress = {"blocks_done": 0, "wall_offset": 0.0, "rows": rows, "evals": 0}
         else:
             rs = self.loop.resumed(rs, progress["blocks_done"])
+            if not self.quiet:
+                print(f"meharl: resuming {self.run_dir} from env step {progress['rows'][-1]['env_steps']}", flush=True)
         rows, blocks_done = progress["rows"], progress["blocks_done"]
         wall_offset = progress["wall_offset"] - t_start
         self._write_outputs(rows)
@@ -282,6 +333,28 @@ class Experiment:
         plot_runs([self.run_dir], self.run_dir / "learning_curve.png", headline_metric(cfg.env))
         self.state = rs
         return rows
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Own ``run_dir`` for the duration: an exclusive lock on run_dir/.lock, which the operating
+    system releases when the process ends however it ends (a crashed owner leaves no stale
+    lock). A second process is refused at once, with the owner's pid, host and start time."""
+    with open(run_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise ValueError(f"{run_dir} is in use by another training ({f.read().strip() or 'owner unknown'}); wait for "
+                             "it to finish, or give another --run-dir") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {_dt.datetime.now().isoformat(timespec='seconds')}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def train(overrides: dict | None = None, run_dir=None, resume: bool = True, quiet: bool = False):
@@ -332,14 +405,44 @@ def evaluate_run(run_dir, eval_episodes: int | None = None, cfg: Config | None =
     return {seed: (np.asarray(ret[s]), np.asarray(won[s])) for s, seed in enumerate(cfg.seeds)}, where
 
 
+def _open_checkpoint(path: Path):
+    """np.load of a checkpoint that refuses anything but an npz archive (np.load would try to
+    read other bytes as a pickle)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not an npz archive (truncated or overwritten)")
+    return np.load(path)
+
+
+def _write_tree(path: Path, tree, **extra) -> Path:
+    """A pytree's leaves (plus named extras) to a temporary file next to ``path``, flushed to
+    disk; returns its name (rename it into place)."""
+    tmp = path.with_suffix(".tmp.npz")
+    with open(tmp, "wb") as f:
+        np.savez(f, *[np.asarray(x) for x in jax.tree.leaves(tree)], **extra)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
 def _save_tree(path: Path, tree, **extra):
     """A pytree's leaves (plus named extras) to ``path``, atomically (write, then rename)."""
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, *[np.asarray(x) for x in jax.tree.leaves(tree)], **extra)
-    os.replace(tmp, path)
+    os.replace(_write_tree(path, tree, **extra), path)
 
 
 def _load_tree(data, template):
-    """The pytree of ``template``'s structure from the opened file of :func:`_save_tree`."""
-    leaves = [jnp.asarray(data[f"arr_{i}"]) for i in range(len(jax.tree.leaves(template)))]
+    """The pytree of ``template``'s structure from the opened file of :func:`_save_tree`. A
+    leaf saved shorter than the template along one axis (a replay sized to a shorter run that
+    is now extended) is zero-padded; any other mismatch is an error."""
+    shapes = jax.tree.leaves(template)
+    leaves = []
+    for i, want in enumerate(shapes):
+        x = data[f"arr_{i}"]
+        if x.shape != want.shape:
+            grow = [w - h for h, w in zip(x.shape, want.shape)]
+            if len(x.shape) != len(want.shape) or min(grow) < 0 or sum(g > 0 for g in grow) != 1:
+                raise ValueError(f"leaf {i} has shape {x.shape}, this config needs {want.shape}")
+            x = np.pad(x, [(0, g) for g in grow])
+        leaves.append(jnp.asarray(x, want.dtype))
+    if f"arr_{len(shapes)}" in data:
+        raise ValueError(f"it holds more arrays than this config's state ({len(shapes)})")
     return jax.tree.unflatten(jax.tree.structure(template), leaves)

@@ -154,6 +154,16 @@ def policy_sample(out, discrete, dim_mask, avail_mask, key, deterministic=False)
 # On-policy (HAPPO, HATRPO, HAA2C, MAPPO): the reference's DiagGaussian and a V critic.
 
 
+def _policy_head(module, out, discrete: bool, std_x_coef: float, std_y_coef: float):
+    """Logits, or [mean, std] of the reference's DiagGaussian (see StochasticPolicy), from the
+    output layer's ``out``."""
+    if discrete:
+        return out
+    log_std = module.param("log_std", nn.initializers.constant(std_x_coef), (out.shape[-1],))
+    std = jax.nn.sigmoid(log_std / std_x_coef) * std_y_coef
+    return jnp.concatenate([out, jnp.broadcast_to(std, out.shape)], -1)
+
+
 class StochasticPolicy(nn.Module):
     """The on-policy actor. Discrete: logits. Continuous: a Gaussian (not squashed) whose mean
     is the MLP's output and whose std is state-independent, parametrised as the reference's
@@ -170,11 +180,7 @@ class StochasticPolicy(nn.Module):
     @nn.compact
     def __call__(self, obs, obs_mask):
         out = MLP(self.hidden, self.action_dim, 0.01, self.feature_norm)(obs, obs_mask)
-        if self.discrete:
-            return out
-        log_std = self.param("log_std", nn.initializers.constant(self.std_x_coef), (self.action_dim,))
-        std = jax.nn.sigmoid(log_std / self.std_x_coef) * self.std_y_coef
-        return jnp.concatenate([out, jnp.broadcast_to(std, out.shape)], -1)
+        return _policy_head(self, out, self.discrete, self.std_x_coef, self.std_y_coef)
 
 
 class VNetwork(nn.Module):
@@ -186,6 +192,53 @@ class VNetwork(nn.Module):
     @nn.compact
     def __call__(self, state):
         return MLP(self.hidden, 1, 1.0, self.feature_norm)(state, jnp.ones_like(state))[..., 0]
+
+
+class GRUTorso(nn.Module):
+    """The reference's recurrent base: the MLP's hidden layers, then a GRU cell of the last
+    width whose state is zeroed where an episode starts, then LayerNorm. Returns (features,
+    new state)."""
+
+    hidden: Sequence[int]
+    feature_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x, mask, h, start):
+        x = MLP(self.hidden[:-1], self.hidden[-1], 1.0, self.feature_norm)(x, mask)
+        h = jnp.where(start[..., None] > 0, 0.0, h)
+        # not flax's default orthogonal recurrent init (jaxlib 0.10's batched QR, see _dense)
+        cell = nn.GRUCell(self.hidden[-1], recurrent_kernel_init=nn.initializers.lecun_normal())
+        h, _ = cell(h, nn.relu(x))
+        return nn.LayerNorm()(h), h
+
+
+class RecurrentPolicy(nn.Module):
+    """StochasticPolicy on a GRUTorso: (obs, obs_mask, h, start) -> (out, h')."""
+
+    hidden: Sequence[int]
+    action_dim: int
+    discrete: bool
+    feature_norm: bool = False
+    std_x_coef: float = 1.0
+    std_y_coef: float = 0.5
+
+    @nn.compact
+    def __call__(self, obs, obs_mask, h, start):
+        x, h = GRUTorso(self.hidden, self.feature_norm)(obs, obs_mask, h, start)
+        out = _dense(self.action_dim, 0.01)(x)
+        return _policy_head(self, out, self.discrete, self.std_x_coef, self.std_y_coef), h
+
+
+class RecurrentV(nn.Module):
+    """V(s) on a GRUTorso: (state, h, start) -> (value, h')."""
+
+    hidden: Sequence[int]
+    feature_norm: bool = False
+
+    @nn.compact
+    def __call__(self, state, h, start):
+        x, h = GRUTorso(self.hidden, self.feature_norm)(state, jnp.ones_like(state), h, start)
+        return _dense(1)(x)[..., 0], h
 
 
 def gaussian_log_prob(out, dim_mask, action):

@@ -12,6 +12,8 @@ from scipy import stats
 def read_curves(run_dir, metric: str = "eval_return_mean"):
     """{seed: (env_steps array, metric array)} from a run's metrics.csv."""
     curves = defaultdict(list)
+    if not (Path(run_dir) / "metrics.csv").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (it has no metrics.csv)")
     with open(Path(run_dir) / "metrics.csv") as f:
         reader = csv.DictReader(f)
         if metric not in reader.fieldnames:

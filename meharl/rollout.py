@@ -27,6 +27,11 @@ class Rollout(NamedTuple):
     reward: jax.Array  # [T, E]
     terminated: jax.Array  # [T, E] float
     truncated: jax.Array  # [T, E] float
+    # recurrent policies only: 1 where s_t starts an episode, and the hidden states the actors
+    # [T, E, n, H] and the critic [T, E, H] had before step t (before the reset at a start)
+    start: jax.Array | None = None
+    actor_h: jax.Array | None = None
+    critic_h: jax.Array | None = None
 
 
 def gae(reward, value, next_value, terminated, truncated, gamma: float, lam: float, truncation: str = "bootstrap"):

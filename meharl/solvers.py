@@ -75,8 +75,8 @@ def solve_game(game: str, alpha: float, initial: str | None = "default"):
     (0.6, 0.2, 0.2) for ``hasac_3x3`` and uniform elsewhere."""
     if game not in PAYOFFS:
         raise ValueError(f"unknown game {game!r}. Valid choices: {', '.join(PAYOFFS)}")
-    if alpha < 0:
-        raise ValueError(f"invalid alpha={alpha}: must be >= 0")
+    if not (np.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"invalid alpha={alpha}: must be a finite number >= 0")
     payoff = PAYOFFS[game][0]
     init = None
     if initial == "default" and game == "hasac_3x3":

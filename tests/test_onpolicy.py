@@ -89,7 +89,7 @@ def test_happo_weights_each_agent_by_the_product_of_the_updated_agents_ratios(sp
     algo = HAPPO(env.spec, cfg.replace(actor_lr=1e-2), 10)
     adv, _, _ = algo.advantages(ts, ro)
     params, _, _, trace = jax.jit(lambda k: algo.improve_actors(ts, ro, adv, 0.0, k))(jax.random.PRNGKey(3))
-    perm, factors = np.asarray(trace["perm"]), np.asarray(trace["factors"])
+    perm, factors = np.asarray(trace["perm"]), np.asarray(trace["factors"]).reshape(3, -1)
     assert sorted(perm) == [0, 1, 2]
     ratio = {}
     for i in range(3):  # each agent's new/old ratio on its samples, computed here from the final parameters
@@ -250,3 +250,32 @@ def test_differentiable_game_from_the_fourth_quadrant(sequential):
         assert reward(rs) > 0.95 and (_mean_actions(exp, rs) < -0.95).all()
     else:
         assert reward(rs) < start - 0.3
+
+
+def test_recurrent_chunks_replay_the_collection_pass_exactly():
+    """GRU actors and critic: the training pass over data_chunk_length chunks, each started from
+    the hidden state stored at collection and reset where an episode starts (MPE episodes end
+    every 25 steps, inside the 10-step chunks), gives the log-probabilities and values of the
+    step-by-step collection pass. Without the resets it would not (checked too)."""
+    cfg = resolve({"algo": "happo", **SMALL, "episode_length": 60, "n_envs": 3, "use_recurrent_policy": "true",
+                   "data_chunk_length": 10})
+    env = make(cfg.env)
+    runner = OnPolicyRunner(env, None, cfg)
+    runner.algo = algo = HAPPO(env.spec, cfg, 10)
+    rs = runner.init(jax.random.PRNGKey(0))
+    rs, ro = jax.lax.scan(runner._env_step, rs, None, cfg.episode_length)
+    rs, ro = jax.lax.scan(runner._env_step, rs, None, cfg.episode_length)  # a rollout that starts mid-episode
+    assert 0 < float(ro.start.sum()) and not bool(ro.start[0].any())
+    adv = algo.chunks(jnp.zeros(ro.reward.shape))
+    for i in range(env.spec.n_agents):
+        d = algo.agent_data(ro, i, adv, jnp.ones(adv.shape))
+        params = jax.tree.map(lambda x: x[i], rs.algo.actor_params)
+        logp = algo.dist.log_prob(algo.agent_outputs(params, i, d), algo.dim_mask[i], d.avail, d.action)
+        np.testing.assert_allclose(logp, algo.chunks(ro.logp[:, :, i]), rtol=1e-4, atol=1e-4)
+        no_reset = d._replace(start=jnp.zeros_like(d.start))
+        stale = algo.dist.log_prob(algo.agent_outputs(params, i, no_reset), algo.dim_mask[i], d.avail, d.action)
+        assert float(jnp.abs(stale - logp).max()) > 1e-3
+    critic = rs.algo.critic_params
+    values = algo.sequence(lambda s, h, st: algo.critic.apply(critic, s, h, st), algo.chunks(ro.critic_h)[:, 0],
+                           algo.chunks(ro.state), algo.chunks(ro.start))
+    np.testing.assert_allclose(values, algo.chunks(ro.value), rtol=1e-4, atol=1e-4)

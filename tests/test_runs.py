@@ -118,7 +118,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     algo.update = poisoned  # traced on the first chunk call
     with pytest.raises(NaNError, match="non-finite critic_loss.*last good checkpoint"):
         exp.run()
-    progress = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    progress, _ = Experiment(cfg, tmp_path / "run", quiet=True).read_progress()
     assert progress["blocks_done"] == 5  # the first chunk (25 updates) is kept
     rs, _ = Experiment(cfg, tmp_path / "run", quiet=True).load_checkpoint()
     assert int(np.asarray(rs.algo.updates)[0]) == 25

@@ -10,7 +10,9 @@ An algorithm is a class with
                   set cannot be extended)
 
 and the pure functions ``init(key) -> state``, ``act(state, obs, action_mask, key,
-deterministic) -> actions`` and ``update(state, batch, key) -> (state, metrics)``. The
+deterministic) -> actions``, ``evaluation_act(state, obs, action_mask, key, carry) ->
+(actions, carry)`` from ``evaluation_carry(batch_shape)`` (the policy evaluation plays) and
+``update(state, batch, key) -> (state, metrics)``. The
 registry (``algorithms/__init__.py``) maps names to classes; nothing outside an algorithm's
 module names its keys.
 """
@@ -118,6 +120,10 @@ class Algorithm:
                                   action_mask.shape[-1])
         return jax.random.uniform(key, action_mask.shape, minval=-1.0, maxval=1.0) * self.dim_mask
 
+    def evaluation_carry(self, batch_shape) -> tuple:
+        """What ``evaluation_act`` carries from step to step (recurrent states); none here."""
+        return ()
+
     def env_actions(self, actions):
         """Padded policy actions -> what the env's ``step`` takes (indices for discrete)."""
         return jnp.argmax(actions, -1) if self.spec.discrete else actions
@@ -125,9 +131,12 @@ class Algorithm:
 
 def set_initial_policy(actor_params, init_policy):
     """Start every discrete agent at ``init_policy``: the output layer's weights zero and its
-    bias log p (the output layer is the Dense of the highest index)."""
+    bias log p. The output layer is the actor's own Dense (recurrent actors), else the Dense
+    of the highest index in its MLP."""
     head = jnp.log(jnp.asarray(init_policy, jnp.float32))
-    layers = actor_params["params"]["MLP_0"]
+    layers = actor_params["params"]
+    if "Dense_0" not in layers:
+        layers = layers["MLP_0"]
     last = max((k for k in layers if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
     layers[last]["kernel"] = jnp.zeros_like(layers[last]["kernel"])
     layers[last]["bias"] = jnp.broadcast_to(head, layers[last]["bias"].shape)

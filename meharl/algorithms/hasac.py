@@ -196,9 +196,9 @@ class HASAC(Algorithm):
         params = state.avg_actor_params if averaged and state.avg_actor_params is not None else state.actor_params
         return self.sample_all(params, obs, action_mask, key, deterministic)[0]
 
-    def evaluation_act(self, state: HASACState, obs, action_mask, key):
+    def evaluation_act(self, state: HASACState, obs, action_mask, key, carry=()):
         """The deterministic policy evaluation plays: the averaged actor where there is one."""
-        return self.act(state, obs, action_mask, key, deterministic=True, averaged=True)
+        return self.act(state, obs, action_mask, key, deterministic=True, averaged=True), carry
 
     def target_entropies(self, action_mask, updates=0):
         """Target entropy of every agent in every sample, [B, n], after `updates` updates (see

@@ -59,14 +59,14 @@ class HATRPO(OnPolicyHA):
     def agent_update(self, params, opt, i, d, key, entropy_weight):
         cfg = self.cfg
         theta0, unravel = ravel_pytree(params)
-        old_out = jax.lax.stop_gradient(self.policy_out(params, i, d.obs))
+        old_out = jax.lax.stop_gradient(self.agent_outputs(params, i, d))
 
         def surrogate(theta):  # to maximise
             loss, (policy_loss, entropy) = self.agent_objective(unravel(theta), i, d, entropy_weight, ratio_surrogate)
             return -loss, entropy
 
         def kl(theta):
-            return masked_mean(self.dist.kl(old_out, self.policy_out(unravel(theta), i, d.obs), self.dim_mask[i], d.avail),
+            return masked_mean(self.dist.kl(old_out, self.agent_outputs(unravel(theta), i, d), self.dim_mask[i], d.avail),
                                d.alive)
 
         (l0, entropy), g = jax.value_and_grad(surrogate, has_aux=True)(theta0)

@@ -32,17 +32,17 @@ class MAPPO(HAPPO):
             return super().improve_actors(ts, ro, adv, entropy_weight, key)
         # pooled: one update of the shared actor on every agent's samples (identical agents, so
         # agent 0's masks are everyone's)
-        n, B = self.n, adv.shape[0]
-        per = [self.agent_data(ro, i, adv, jnp.ones(B)) for i in range(n)]
-        pooled = AgentData(*[jnp.concatenate(xs) for xs in zip(*per)])
+        n = self.n
+        per = [self.agent_data(ro, i, adv, jnp.ones(adv.shape)) for i in range(n)]
+        pooled = AgentData(*[None if xs[0] is None else jnp.concatenate(xs) for xs in zip(*per)])
         params, opt, s = self.gradient_epochs(self.slots.get(ts.actor_params, 0), self.slots.get(ts.actor_opt, 0), 0,
                                               pooled, key, entropy_weight, clipped_surrogate(self.cfg.clip_param),
                                               self.cfg.ppo_epoch)
-        new_logp = self.dist.log_prob(self.policy_out(params, 0, pooled.obs), self.dim_mask[0], pooled.avail, pooled.action)
-        kl = (pooled.old_logp - new_logp).reshape(n, B)
-        alive = pooled.alive.reshape(n, B)
+        new_logp = self.dist.log_prob(self.agent_outputs(params, 0, pooled), self.dim_mask[0], pooled.avail, pooled.action)
+        kl = (pooled.old_logp - new_logp).reshape(n, -1)
+        alive = pooled.alive.reshape(n, -1)
         stats = {"policy_loss": jnp.full(n, s["policy_loss"]), "entropy": jnp.full(n, s["entropy"]),
                  "kl": jnp.sum(kl * alive, 1) / jnp.maximum(alive.sum(1), 1.0)}
         put = lambda tree, v: jax.tree.map(lambda x, y: x.at[0].set(y), tree, v)  # noqa: E731
         return put(ts.actor_params, params), put(ts.actor_opt, opt), stats, {"perm": jnp.arange(n),
-                                                                             "factors": jnp.ones((n, B))}
+                                                                             "factors": jnp.ones((n, *adv.shape))}

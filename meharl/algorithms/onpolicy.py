@@ -40,7 +40,7 @@ from meharl.algorithms.base import ActorCriticConfig, Algorithm, ValueNorm, regr
 from meharl.algorithms.sequential import AgentSlots, order, sequential
 from meharl.config import key
 from meharl.envs.core import EnvSpec
-from meharl.networks import Distribution, StochasticPolicy, VNetwork
+from meharl.networks import Distribution, RecurrentPolicy, RecurrentV, StochasticPolicy, VNetwork
 from meharl.rollout import TRUNCATIONS, Rollout, gae
 
 
@@ -66,9 +66,15 @@ class OnPolicyConfig(ActorCriticConfig):
     std_x_coef: float = key(1.0, "Gaussian std = sigmoid(log_std / std_x_coef) * std_y_coef", "positive")
     std_y_coef: float = key(0.5, "see std_x_coef", "positive")
     normalize_advantages: bool = key(True, "normalise advantages to mean 0, std 1 per iteration")
+    use_recurrent_policy: bool = key(False, "GRU actors and critic (the last hidden width), trained on chunks")
+    data_chunk_length: int = key(10, "recurrent: steps of each training chunk, its hidden state the one stored "
+                                 "at collection", "positive")
 
     def validate(self):
         super().validate()
+        if self.use_recurrent_policy and self.episode_length % self.data_chunk_length:
+            raise ValueError(f"invalid data_chunk_length={self.data_chunk_length}: it must divide "
+                             f"episode_length={self.episode_length}")
         for name in ("actor_num_mini_batch", "critic_num_mini_batch"):
             if getattr(self, name) > self.n_envs * self.episode_length:
                 raise ValueError(f"invalid {name}={getattr(self, name)}: more minibatches than the "
@@ -85,15 +91,18 @@ class OnPolicyState(typing.NamedTuple):
 
 
 class AgentData(typing.NamedTuple):
-    """One agent's samples of the rollout, flattened to [B]."""
+    """One agent's samples of the rollout in C chunks of L consecutive steps (L = 1 without
+    recurrence): leading axes [C, L]."""
 
-    obs: jax.Array  # [B, O]
-    avail: jax.Array  # [B, A]
-    action: jax.Array  # [B, A]
-    old_logp: jax.Array  # [B]
-    alive: jax.Array  # [B]
-    adv: jax.Array  # [B] normalised advantage
-    factor: jax.Array  # [B] M, the compound ratio of the agents updated before this one
+    obs: jax.Array  # [C, L, O]
+    avail: jax.Array  # [C, L, A]
+    action: jax.Array  # [C, L, A]
+    old_logp: jax.Array  # [C, L]
+    alive: jax.Array  # [C, L]
+    adv: jax.Array  # [C, L] normalised advantage
+    factor: jax.Array  # [C, L] M, the compound ratio of the agents updated before this one
+    h0: jax.Array | None = None  # [C, H] recurrent: the hidden state stored at each chunk's first step
+    start: jax.Array | None = None  # [C, L] recurrent: 1 where an episode starts
 
 
 def minibatches(key, n_samples: int, n_minibatch: int):
@@ -115,9 +124,13 @@ class OnPolicyHA(Algorithm):
     def __init__(self, spec: EnvSpec, cfg, total_updates: int = 1):
         super().__init__(spec, cfg, total_updates)
         self.dist = Distribution(spec.discrete)
-        self.actor = StochasticPolicy(cfg.hidden_sizes, spec.max_action_dim, spec.discrete, cfg.feature_norm,
-                                      cfg.std_x_coef, cfg.std_y_coef)
-        self.critic = VNetwork(cfg.hidden_sizes, cfg.feature_norm)
+        self.recurrent = cfg.use_recurrent_policy
+        self.chunk_length = cfg.data_chunk_length if self.recurrent else 1
+        self.hidden = cfg.hidden_sizes[-1]  # the GRU's width
+        policy = RecurrentPolicy if self.recurrent else StochasticPolicy
+        self.actor = policy(cfg.hidden_sizes, spec.max_action_dim, spec.discrete, cfg.feature_norm,
+                            cfg.std_x_coef, cfg.std_y_coef)
+        self.critic = (RecurrentV if self.recurrent else VNetwork)(cfg.hidden_sizes, cfg.feature_norm)
         self.slots = AgentSlots(self.n, cfg.share_param)
         self.actor_tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
                                     optax.adam(self.lr(cfg.actor_lr, total_updates * self.actor_steps_per_update()),
@@ -134,34 +147,96 @@ class OnPolicyHA(Algorithm):
     def init(self, key) -> OnPolicyState:
         spec = self.spec
         k_actor, k_critic = jax.random.split(key)
-        obs = jnp.zeros((spec.max_obs_dim,))
-        actor_params = jax.vmap(lambda k: self.actor.init(k, obs, self.obs_mask[0]))(jax.random.split(k_actor, self.slots.n_slots))
+        obs, s = jnp.zeros((spec.max_obs_dim,)), jnp.zeros((spec.state_dim,))
+        h = (jnp.zeros((self.hidden,)), jnp.zeros(())) if self.recurrent else ()
+        actor_params = jax.vmap(lambda k: self.actor.init(k, obs, self.obs_mask[0], *h))(
+            jax.random.split(k_actor, self.slots.n_slots))
         if self.cfg.init_policy is not None:
             actor_params = set_initial_policy(actor_params, self.cfg.init_policy)
-        critic_params = self.critic.init(k_critic, jnp.zeros((spec.state_dim,)))
+        critic_params = self.critic.init(k_critic, s, *h)
         return OnPolicyState(actor_params, jax.vmap(self.actor_tx.init)(actor_params), critic_params,
                              self.critic_tx.init(critic_params), ValueNorm.create(), jnp.zeros((), jnp.int32))
 
-    def policy_out(self, params, i, obs_i):
+    def policy_out(self, params, i, obs_i, h_i=None, start=None):
+        """Agent i's policy output; recurrent: (output, new hidden state) from h_i, reset where start."""
+        if self.recurrent:
+            return self.actor.apply(params, obs_i, self.obs_mask[i], h_i, start)
         return self.actor.apply(params, obs_i, self.obs_mask[i])
 
-    def sample(self, actor_params, obs, avail, key, deterministic=False):
-        """All agents. obs [..., n, O], avail [..., n, A] -> actions [..., n, A], logp [..., n]."""
+    def carry(self, batch_shape) -> tuple:
+        """The recurrent state of acting, (actor h [..., n, H], critic h [..., H], start [...]) of a
+        fresh start; () without recurrence."""
+        if not self.recurrent:
+            return ()
+        return (jnp.zeros((*batch_shape, self.n, self.hidden)), jnp.zeros((*batch_shape, self.hidden)),
+                jnp.ones(batch_shape))
+
+    def sample(self, actor_params, obs, avail, key, deterministic=False, h=None, start=None):
+        """All agents. obs [..., n, O], avail [..., n, A] -> actions [..., n, A], logp [..., n],
+        and the new actor hidden states [..., n, H] (recurrent; else None)."""
         keys = jax.random.split(key, self.n)
-        outs = [self.dist.sample(self.policy_out(self.slots.get(actor_params, i), i, obs[..., i, :]), self.dim_mask[i],
-                                 avail[..., i, :], keys[i], deterministic) for i in range(self.n)]
-        return jnp.stack([o[0] for o in outs], -2), jnp.stack([o[1] for o in outs], -1)
+        acts, logps, hs = [], [], []
+        for i in range(self.n):
+            params = self.slots.get(actor_params, i)
+            if self.recurrent:
+                out, h_i = self.policy_out(params, i, obs[..., i, :], h[..., i, :], start)
+                hs.append(h_i)
+            else:
+                out = self.policy_out(params, i, obs[..., i, :])
+            a, lp = self.dist.sample(out, self.dim_mask[i], avail[..., i, :], keys[i], deterministic)
+            acts.append(a)
+            logps.append(lp)
+        return jnp.stack(acts, -2), jnp.stack(logps, -1), jnp.stack(hs, -2) if hs else None
 
     def act(self, state: OnPolicyState, obs, action_mask, key, deterministic=False):
+        """Feed-forward policies only (recurrent ones act through ``sample`` with their state)."""
         return self.sample(state.actor_params, obs, action_mask, key, deterministic)[0]
 
-    def evaluation_act(self, state: OnPolicyState, obs, action_mask, key):
-        """The deterministic policy: the Gaussian's mean, the most probable choice."""
-        return self.act(state, obs, action_mask, key, deterministic=True)
+    def evaluation_carry(self, batch_shape):
+        """(actor h, start) of a fresh start; () without recurrence."""
+        if not self.recurrent:
+            return ()
+        return jnp.zeros((*batch_shape, self.n, self.hidden)), jnp.ones(batch_shape)
 
-    def value(self, state: OnPolicyState, s):
-        """The critic's raw output (normalised under value_norm)."""
-        return self.critic.apply(state.critic_params, s)
+    def evaluation_act(self, state: OnPolicyState, obs, action_mask, key, carry):
+        """The deterministic policy: the Gaussian's mean, the most probable choice."""
+        if not self.recurrent:
+            return self.act(state, obs, action_mask, key, deterministic=True), carry
+        h, start = carry
+        actions, _, h = self.sample(state.actor_params, obs, action_mask, key, True, h, start)
+        return actions, (h, jnp.zeros_like(start))
+
+    def value(self, state: OnPolicyState, s, h=None, start=None):
+        """The critic's raw output (normalised under value_norm), and its new hidden state
+        (recurrent; else None)."""
+        if self.recurrent:
+            return self.critic.apply(state.critic_params, s, h, start)
+        return self.critic.apply(state.critic_params, s), None
+
+    # ------------------------------------------------------------------ chunks
+    def chunks(self, x):
+        """[T, E, ...] -> [C, L, ...]: runs of L = data_chunk_length consecutive steps of one env
+        (L = 1, time-major, without recurrence)."""
+        T, E, L = x.shape[0], x.shape[1], self.chunk_length
+        x = jnp.moveaxis(x.reshape(T // L, L, E, *x.shape[2:]), 2, 1)
+        return x.reshape(T // L * E, L, *x.shape[3:])
+
+    def sequence(self, apply, h0, xs, start):
+        """``apply(x, h, start) -> (y, h')`` along each chunk ([C, L, ...] inputs, h0 [C, H]),
+        from the stored state: the training pass of a recurrent network."""
+        def step(h, inp):
+            x, s = inp
+            y, h = apply(x, h, s)
+            return h, y
+
+        swap = lambda t: jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), t)  # noqa: E731
+        return swap(jax.lax.scan(step, h0, (swap(xs), swap(start)))[1])
+
+    def agent_outputs(self, params, i, d: AgentData):
+        """Agent i's policy outputs [C, L, ...] on its chunks."""
+        if not self.recurrent:
+            return self.policy_out(params, i, d.obs)
+        return self.sequence(lambda o, h, s: self.policy_out(params, i, o, h, s), d.h0, d.obs, d.start)
 
     def env_actions(self, actions):
         """Gaussian samples are unbounded; the env gets them clipped to [-1, 1]."""
@@ -176,25 +251,25 @@ class OnPolicyHA(Algorithm):
 
     # ------------------------------------------------------------------ advantages
     def advantages(self, ts: OnPolicyState, ro: Rollout):
-        """(normalised advantages [B], their std, returns [B]) of step 1 of the module docstring."""
+        """(normalised advantages [C, L], their std, returns [C, L]) of step 1 of the module docstring."""
         cfg = self.cfg
         denorm = ts.value_norm.denormalize if cfg.value_norm else (lambda x: x)
         entropy_term = cfg.alpha * jnp.sum(ro.logp * ro.alive, -1)  # alpha sum_i log pi_i(a_i|o_i)
         adv_v = gae(ro.reward - entropy_term, denorm(ro.value), denorm(ro.next_value), ro.terminated, ro.truncated,
                     cfg.gamma, cfg.gae_lambda, cfg.truncation)
-        returns = (adv_v + denorm(ro.value)).reshape(-1)
-        adv = (adv_v + entropy_term).reshape(-1)
+        returns = adv_v + denorm(ro.value)
+        adv = adv_v + entropy_term
         std = jnp.ones(())
         if cfg.normalize_advantages:
             std = adv.std() + 1e-5
             adv = (adv - adv.mean()) / std
-        return adv, std, returns
+        return self.chunks(adv), std, self.chunks(returns)
 
     # ------------------------------------------------------------------ actors
     def agent_objective(self, params, i, d: AgentData, entropy_weight, surrogate):
         """-(E[surrogate(ratio, A) M] + entropy_weight H(pi_i)) over agent i's alive samples;
         aux: (policy loss, entropy)."""
-        out = self.policy_out(params, i, d.obs)
+        out = self.agent_outputs(params, i, d)
         logp = self.dist.log_prob(out, self.dim_mask[i], d.avail, d.action)
         ratio = jnp.exp(logp - d.old_logp)
         policy_loss = -masked_mean(d.factor * surrogate(ratio, d.adv), d.alive)
@@ -224,9 +299,10 @@ class OnPolicyHA(Algorithm):
         raise NotImplementedError
 
     def agent_data(self, ro: Rollout, i, adv, factor) -> AgentData:
-        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 [T, E, ...] -> [B, ...]
-        return AgentData(flat(ro.obs[:, :, i]), flat(ro.action_mask[:, :, i]), flat(ro.action[:, :, i]),
-                         ro.logp[:, :, i].reshape(-1), ro.alive[:, :, i].reshape(-1), adv, factor)
+        ch = self.chunks
+        recurrent = dict(h0=ch(ro.actor_h[:, :, i])[:, 0], start=ch(ro.start)) if self.recurrent else {}
+        return AgentData(ch(ro.obs[:, :, i]), ch(ro.action_mask[:, :, i]), ch(ro.action[:, :, i]), ch(ro.logp[:, :, i]),
+                         ch(ro.alive[:, :, i]), adv, factor, **recurrent)
 
     def improve_actors(self, ts: OnPolicyState, ro: Rollout, adv, entropy_weight, key):
         """Step 2 of the module docstring. Returns (actor params, optimiser states, per-agent
@@ -235,14 +311,12 @@ class OnPolicyHA(Algorithm):
         cfg, slots = self.cfg, self.slots
         k_perm, key = jax.random.split(key)
         perm = order(k_perm, self.n, cfg.fixed_order)
-        B = adv.shape[0]
-
         def agent_step(m, i, carry):
             actor_params, actor_opt, factor, key, stats, factors = carry
             key, k = jax.random.split(key)
             d = self.agent_data(ro, i, adv, factor)
             params, opt, s = self.agent_update(slots.get(actor_params, i), slots.get(actor_opt, i), i, d, k, entropy_weight)
-            new_logp = self.dist.log_prob(self.policy_out(params, i, d.obs), self.dim_mask[i], d.avail, d.action)
+            new_logp = self.dist.log_prob(self.agent_outputs(params, i, d), self.dim_mask[i], d.avail, d.action)
             s = {**s, "kl": masked_mean(d.old_logp - new_logp, d.alive)}  # sample estimate of KL(old || new)
             factors = factors.at[m].set(factor)
             if not self.simultaneous:
@@ -252,7 +326,7 @@ class OnPolicyHA(Algorithm):
             return slots.put(actor_params, i, params), slots.put(actor_opt, i, opt), factor, key, stats, factors
 
         stats0 = {k: jnp.zeros(self.n) for k in self.agent_stats()}
-        carry = (ts.actor_params, ts.actor_opt, jnp.ones(B), key, stats0, jnp.zeros((self.n, B)))
+        carry = (ts.actor_params, ts.actor_opt, jnp.ones(adv.shape), key, stats0, jnp.zeros((self.n, *adv.shape)))
         actor_params, actor_opt, _, _, stats, factors = sequential(self.n, perm, agent_step, carry)
         return actor_params, actor_opt, stats, {"perm": perm, "factors": factors}
 
@@ -260,8 +334,11 @@ class OnPolicyHA(Algorithm):
         return ("policy_loss", "entropy", "kl")
 
     # ------------------------------------------------------------------ critic
-    def critic_loss(self, params, s, old_value, target):
-        v = self.critic.apply(params, s)
+    def critic_loss(self, params, s, old_value, target, h0, start):
+        if self.recurrent:
+            v = self.sequence(lambda x, h, st: self.critic.apply(params, x, h, st), h0, s, start)
+        else:
+            v = self.critic.apply(params, s)
         loss = regression_loss(target - v, self.cfg)
         if self.cfg.use_clipped_value_loss:
             clip = self.cfg.value_clip_param
@@ -271,13 +348,16 @@ class OnPolicyHA(Algorithm):
 
     def fit_critic(self, ts: OnPolicyState, ro: Rollout, returns, value_norm, key):
         cfg = self.cfg
-        s, old_value = ro.state.reshape(-1, ro.state.shape[-1]), ro.value.reshape(-1)
+        s, old_value = self.chunks(ro.state), self.chunks(ro.value)
+        h0, start = (self.chunks(ro.critic_h)[:, 0], self.chunks(ro.start)) if self.recurrent else (None, None)
         target = value_norm.normalize(returns) if cfg.value_norm else returns
 
         def epoch(carry, k):
             def step(carry, idx):
                 params, opt = carry
-                loss, g = jax.value_and_grad(self.critic_loss)(params, s[idx], old_value[idx], target[idx])
+                take = lambda x: None if x is None else x[idx]  # noqa: E731
+                loss, g = jax.value_and_grad(self.critic_loss)(params, s[idx], old_value[idx], target[idx], take(h0),
+                                                               take(start))
                 upd, opt = self.critic_tx.update(g, opt, params)
                 return (optax.apply_updates(params, upd), opt), loss
 

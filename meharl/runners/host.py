@@ -101,8 +101,9 @@ class HostDriver:
         return rs._replace(timestep=self._reset("train", keys))
 
     def _compile_driver(self, n_seeds: int):
-        def act_deterministic(algo_state, ts, key):
-            return self.algo.env_actions(self.algo.evaluation_act(algo_state, ts.obs, ts.action_mask, key))
+        def act_deterministic(algo_state, ts, key, carry):
+            actions, carry = self.algo.evaluation_act(algo_state, ts.obs, ts.action_mask, key, carry)
+            return self.algo.env_actions(actions), carry
 
         self._act_deterministic = jax.jit(over_seeds(act_deterministic, n_seeds))
 
@@ -116,9 +117,11 @@ class HostDriver:
         done_eps = np.zeros_like(quota)
         running = np.zeros((self.n_seeds, E), np.float32)
         ts = self._reset("eval", keys)
+        carry = self.algo.evaluation_carry((self.n_seeds, E))
         while np.any(done_eps < quota):
             keys, k_act = jax.vmap(jax.random.split, out_axes=1)(keys)
-            final, ts = self._host_step("eval", self._act_deterministic(algo_state, ts, k_act))
+            env_actions, carry = self._act_deterministic(algo_state, ts, k_act, carry)
+            final, ts = self._host_step("eval", env_actions)
             running += final.reward
             ended = final.terminated | final.truncated
             for s, j in zip(*np.nonzero(ended & (done_eps < quota))):
@@ -126,6 +129,10 @@ class HostDriver:
                 returns[s, episode], won[s, episode] = running[s, j], final.won[s, j]
                 done_eps[s, j] += 1
             running[ended] = 0.0
+            # a recurrent policy starts the envs' new episodes from a fresh state
+            fresh = self.algo.evaluation_carry((self.n_seeds, E))
+            carry = jax.tree.map(lambda c, f: np.where(ended.reshape(ended.shape + (1,) * (c.ndim - 2)), f, c),
+                                 carry, fresh)
         return returns, won
 
 
@@ -187,19 +194,25 @@ class HostOffPolicyRunner(HostDriver, OffPolicyRunner):
 
 
 class HostOnPolicyRunner(HostDriver, OnPolicyRunner):
+    def __init__(self, make_env, algo, cfg):
+        if cfg.use_recurrent_policy:
+            raise ValueError(f"use_recurrent_policy=true runs on the JAX environments for now, not on the host-stepped "
+                             f"{cfg.env}; JAX families: matrix, mpe, smax")
+        super().__init__(make_env, algo, cfg)
+
     def compile(self, n_seeds: int) -> SeedLoop:
         assert n_seeds == self.n_seeds
 
         def act(algo_state, ts, key):
             key, k_act = jax.random.split(key)
-            actions, logp = self.algo.sample(algo_state.actor_params, ts.obs, ts.action_mask, k_act)
+            actions, logp, _ = self.algo.sample(algo_state.actor_params, ts.obs, ts.action_mask, k_act)
             return actions, logp, self.algo.env_actions(actions), key
 
         def learn(algo_state, key, steps: dict, final_state):
             # the critic is fixed during a rollout: its values of s_t and of the states the
             # actions led to are computed here, in one batch
-            rollout = Rollout(**steps, value=self.algo.value(algo_state, steps["state"]),
-                              next_value=self.algo.value(algo_state, final_state))
+            rollout = Rollout(**steps, value=self.algo.value(algo_state, steps["state"])[0],
+                              next_value=self.algo.value(algo_state, final_state)[0])
             key, k_update = jax.random.split(key)
             algo_state, metrics = self.algo.update(algo_state, rollout, k_update)
             return algo_state, key, metrics

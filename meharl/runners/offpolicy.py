@@ -26,6 +26,7 @@ class RunnerState(NamedTuple):
     env_state: NamedTuple
     timestep: TimeStep
     key: jax.Array
+    carry: tuple = ()  # a recurrent policy's acting state (runners/onpolicy.py)
 
 
 class SeedLoop(NamedTuple):
@@ -99,7 +100,11 @@ class OffPolicyRunner:
                 f"invalid warmup_steps={cfg.warmup_steps}: the first update needs n_step={cfg.n_step} steps of each of "
                 f"the {cfg.n_envs} envs, i.e. warmup_steps >= {cfg.n_step * cfg.n_envs}"
             )
-        self.replay = NStepReplay(cfg.n_envs, cfg.buffer_size, cfg.n_step, cfg.batch_size, cfg.gamma)
+        # the replay holds no more than the run can fill (a short run does not allocate and
+        # checkpoint a 1M-transition buffer); an extended run's checkpoint is padded to the new size
+        run_vector_steps = self.schedule.warmup_vector_steps + self.schedule.blocks * cfg.train_interval
+        capacity = min(cfg.buffer_size, (run_vector_steps + 1) * cfg.n_envs)
+        self.replay = NStepReplay(cfg.n_envs, capacity, cfg.n_step, cfg.batch_size, cfg.gamma)
 
     @property
     def total_updates(self) -> int:
@@ -175,28 +180,43 @@ class OffPolicyRunner:
     def evaluate(self, algo_state, key):
         """The algorithm's evaluation policy (``evaluation_act``), ``eval_episodes`` fresh
         episodes in parallel. Returns per-episode (team return, won)."""
-        def act(k, env_state, ts):
-            return self.algo.env_actions(self.algo.evaluation_act(algo_state, ts.obs, ts.action_mask, k))
-
-        return play_episodes(self.env, act, key, self.cfg.eval_episodes)
+        return evaluate_policy(self.env, self.algo, algo_state, key, self.cfg.eval_episodes)
 
 
-def play_episodes(env, act, key, n_episodes: int, record=None):
+def evaluate_policy(env, algo, algo_state, key, n_episodes: int):
+    """Per-episode (team return, won) of the algorithm's evaluation policy (``evaluation_act``)."""
+    def act(k, env_state, ts, carry):
+        actions, carry = algo.evaluation_act(algo_state, ts.obs, ts.action_mask, k, carry)
+        return algo.env_actions(actions), carry
+
+    return play_episodes(env, act, key, n_episodes, carry=algo.evaluation_carry((n_episodes,)))
+
+
+def play_episodes(env, act, key, n_episodes: int, record=None, carry=None):
     """Per-episode (team return, won) of ``n_episodes`` fresh episodes played in parallel by
     ``act(key, env_states, timesteps) -> actions`` (batched over the episodes); what comes
-    after an episode's end is not counted. With ``record(env_states, timesteps) -> pytree``,
-    also the pytree after every step, stacked [max_steps, ...] (diagnostics of the behaviour)."""
+    after an episode's end is not counted. With ``carry`` (a recurrent policy's state),
+    ``act(key, env_states, timesteps, carry) -> (actions, carry)``. With
+    ``record(env_states, timesteps) -> pytree``, also the pytree after every step, stacked
+    [max_steps, ...] (diagnostics of the behaviour)."""
     k_reset, k_run = jax.random.split(key)
     env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, n_episodes))
+    stateful = carry is not None
 
-    def step(carry, k):
-        env_state, ts, ret, won, running = carry
+    def step(c, k):
+        env_state, ts, ret, won, running, policy_carry = c
         k_act, k_env = jax.random.split(k)
-        env_state, nts = jax.vmap(env.step)(jax.random.split(k_env, n_episodes), env_state, act(k_act, env_state, ts))
+        if stateful:
+            actions, policy_carry = act(k_act, env_state, ts, policy_carry)
+        else:
+            actions = act(k_act, env_state, ts)
+        env_state, nts = jax.vmap(env.step)(jax.random.split(k_env, n_episodes), env_state, actions)
         ret = ret + running * nts.reward
         won = jnp.where(running & nts.done, nts.won, won)
-        return (env_state, nts, ret, won, running & ~nts.done), None if record is None else record(env_state, nts)
+        return ((env_state, nts, ret, won, running & ~nts.done, policy_carry),
+                None if record is None else record(env_state, nts))
 
-    init = (env_state, ts, jnp.zeros(n_episodes), jnp.zeros(n_episodes, bool), jnp.ones(n_episodes, bool))
-    (_, _, ret, won, _), trace = jax.lax.scan(step, init, jax.random.split(k_run, env.spec.max_steps))
+    init = (env_state, ts, jnp.zeros(n_episodes), jnp.zeros(n_episodes, bool), jnp.ones(n_episodes, bool),
+            carry if stateful else ())
+    (_, _, ret, won, _, _), trace = jax.lax.scan(step, init, jax.random.split(k_run, env.spec.max_steps))
     return (ret, won) if record is None else (ret, won, trace)

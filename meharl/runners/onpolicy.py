@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from meharl.envs.core import step_autoreset
 from meharl.rollout import Rollout
-from meharl.runners.offpolicy import RunnerState, Schedule, SeedLoop, over_seeds, play_episodes
+from meharl.runners.offpolicy import RunnerState, Schedule, SeedLoop, evaluate_policy, over_seeds
 
 
 def on_policy_schedule(cfg) -> Schedule:
@@ -38,7 +38,7 @@ class OnPolicyRunner:
     def init(self, key) -> RunnerState:
         k_algo, k_env, k_run = jax.random.split(key, 3)
         env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.n_envs))
-        return RunnerState(self.algo.init(k_algo), (), env_state, ts, k_run)
+        return RunnerState(self.algo.init(k_algo), (), env_state, ts, k_run, self.algo.carry((self.cfg.n_envs,)))
 
     def compile(self, n_seeds: int) -> SeedLoop:
         init = jax.jit(over_seeds(self.init, n_seeds))
@@ -58,15 +58,21 @@ class OnPolicyRunner:
         algo = self.algo
         key, k_act, k_env = jax.random.split(rs.key, 3)
         ts = rs.timestep
-        actions, logp = algo.sample(rs.algo.actor_params, ts.obs, ts.action_mask, k_act)
+        actor_h, critic_h, start = rs.carry if algo.recurrent else (None, None, None)
+        actions, logp, new_actor_h = algo.sample(rs.algo.actor_params, ts.obs, ts.action_mask, k_act, h=actor_h, start=start)
+        value, new_critic_h = algo.value(rs.algo, ts.state, critic_h, start)
         env_state, final, next_ts = jax.vmap(step_autoreset, in_axes=(None, 0, 0, 0))(
             self.env, jax.random.split(k_env, self.cfg.n_envs), rs.env_state, algo.env_actions(actions))
         f32 = jnp.float32
+        # the value of the state the action led to (the final one where the episode ended),
+        # the recurrent critic going on from its state after s_t
+        next_value, _ = algo.value(rs.algo, final.state, new_critic_h, None if start is None else jnp.zeros_like(start))
         step = Rollout(obs=ts.obs, state=ts.state, action=actions, action_mask=ts.action_mask.astype(f32),
-                       alive=ts.alive.astype(f32), logp=logp, value=algo.value(rs.algo, ts.state),
-                       next_value=algo.value(rs.algo, final.state), reward=final.reward,
-                       terminated=final.terminated.astype(f32), truncated=final.truncated.astype(f32))
-        return rs._replace(env_state=env_state, timestep=next_ts, key=key), step
+                       alive=ts.alive.astype(f32), logp=logp, value=value, next_value=next_value, reward=final.reward,
+                       terminated=final.terminated.astype(f32), truncated=final.truncated.astype(f32),
+                       start=start, actor_h=actor_h, critic_h=critic_h)
+        carry = (new_actor_h, new_critic_h, final.done.astype(f32)) if algo.recurrent else ()
+        return rs._replace(env_state=env_state, timestep=next_ts, key=key, carry=carry), step
 
     def block(self, rs: RunnerState, _):
         rs, rollout = jax.lax.scan(self._env_step, rs, None, self.cfg.episode_length)
@@ -79,7 +85,4 @@ class OnPolicyRunner:
         return rs, jax.tree.map(lambda m: m.mean(0), metrics)
 
     def evaluate(self, algo_state, key):
-        def act(k, env_state, ts):
-            return self.algo.env_actions(self.algo.evaluation_act(algo_state, ts.obs, ts.action_mask, k))
-
-        return play_episodes(self.env, act, key, self.cfg.eval_episodes)
+        return evaluate_policy(self.env, self.algo, algo_state, key, self.cfg.eval_episodes)
