@@ -5,8 +5,8 @@ Pairs (same algorithm, task and settings):
       [128, 128], 5 epochs, 1 minibatch): meharl vs HARL's own PyTorch code (../shared/anchors/harl_bench.sh)
   MAPPO on simple_spread (discrete), JaxMARL's MAPPO settings (16 envs x 128 steps, 4 epochs,
       4 minibatches, 128 units, lr 2e-3): meharl vs JaxMARL's baseline (jaxmarl_bench.sh). JaxMARL's
-      actor and critic are recurrent (FC 128 + GRU 128), meharl's are [128, 128] MLPs: not the same
-      network, which the JSON says.
+      actor and critic are recurrent (FC 128 + GRU 128): once against meharl's [128, 128] MLPs, once
+      against meharl's recurrent MAPPO (Dense 128 -> GRU 128, whole 128-step sequences).
 
 meharl's speed: the compiled iteration (rollout + update) called once to compile, then timed
 over ``--iters`` calls: env steps/s of training alone; ``compile_s`` apart. The anchors report
@@ -41,6 +41,13 @@ PAIRS = [
     ("mappo_spread_discrete_jaxmarl",
      {"algo": "mappo", "env": "mpe/simple_spread_discrete", "n_envs": 16, "episode_length": 128, "ppo_epoch": 4,
       "critic_epoch": 4, "actor_num_mini_batch": 4, "critic_num_mini_batch": 4, "actor_lr": 2e-3, "critic_lr": 2e-3},
+     ["jaxmarl_bench.sh", "mappo", "MPE_simple_spread_v3", "49152"]),
+    # the same with recurrent networks on both sides: Dense 128 -> GRU 128 -> head, trained on whole
+    # 128-step sequences in 4 minibatches of 4 envs, as JaxMARL's MAPPO
+    ("mappo_rnn_spread_discrete_jaxmarl",
+     {"algo": "mappo", "env": "mpe/simple_spread_discrete", "n_envs": 16, "episode_length": 128, "ppo_epoch": 4,
+      "critic_epoch": 4, "actor_num_mini_batch": 4, "critic_num_mini_batch": 4, "actor_lr": 2e-3, "critic_lr": 2e-3,
+      "use_recurrent_policy": "true", "data_chunk_length": 128},
      ["jaxmarl_bench.sh", "mappo", "MPE_simple_spread_v3", "49152"]),
 ]
 
@@ -93,7 +100,8 @@ def main():
             "ratio": m / ref,
         }
         print(json.dumps({name: {"meharl": round(m), "anchor": round(ref), "ratio": round(m / ref, 2)}}), flush=True)
-    results["note"] = ("JaxMARL's MAPPO is recurrent (GRU 128), meharl's MAPPO an MLP: the networks differ. "
+    results["note"] = ("JaxMARL's MAPPO is recurrent (GRU 128): mappo_spread_discrete_jaxmarl sets it against meharl's "
+                       "MLP MAPPO, mappo_rnn_spread_discrete_jaxmarl against meharl's recurrent one. "
                        f"jax {jax.__version__}, {os.cpu_count()} CPUs.")
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -165,3 +165,17 @@ def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(tmp_path, capsys, m
     monkeypatch.setattr(Experiment, "save_checkpoint", original)
     assert main(["train", *args, "--run-dir", str(tmp_path / "run")]) == 0
     assert f"meharl: resuming {tmp_path / 'run'} from env step 300" in capsys.readouterr().out
+
+
+def test_a_non_finite_loss_ends_in_one_error_line_with_the_resume_command(tmp_path, capsys, monkeypatch):
+    from meharl.experiment import NaNError
+
+    def diverged(self, resume):
+        raise NaNError("non-finite critic_loss at env step 300; the last good checkpoint (C, env step 200) is kept")
+
+    monkeypatch.setattr(Experiment, "_run", diverged)
+    args = [f"{k}={v}" for k, v in TINY.items()]
+    assert main(["train", *args, "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("meharl: error: non-finite critic_loss at env step 300")
+    assert err[0].endswith(f"Resume from it with: meharl train {' '.join(args)} --run-dir {tmp_path / 'run'}")
