@@ -166,6 +166,8 @@ def _coerce(cls, name: str, value):
         hints = next(t for t in typing.get_args(hints) if t is not type(None))
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
+    elif value is None:
+        raise ValueError(f"invalid value None for {name}: expected {shown}")
     origin = typing.get_origin(hints)
     try:
         if origin is tuple:

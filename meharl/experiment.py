@@ -107,6 +107,11 @@ class Experiment:
         if current.exists():
             os.replace(current, previous)
         os.replace(tmp, current)
+        fd = os.open(self.run_dir, os.O_RDONLY)  # the renames themselves survive a power loss
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _progress(self, data) -> dict:
         """The progress record inside an opened checkpoint (checkpoints written before
@@ -276,6 +281,10 @@ class Experiment:
         self._record_versions(resumed=rs is not None)
         t_start = time.perf_counter()
         if rs is None:
+            # a fresh start (or --no-resume) owns the directory: another run's checkpoints must not
+            # be resumed or fallen back to under this config
+            for stale in (*self._ckpt_paths(), self.run_dir / "checkpoint.json", self.run_dir / "checkpoint.tmp.npz"):
+                stale.unlink(missing_ok=True)
             rs = self.loop.init(self.seed_keys())
             # evaluation of the initial policy, at env step 0
             ret, won = self.loop.evaluate(rs.algo, self.eval_keys(0))
@@ -431,17 +440,19 @@ def _save_tree(path: Path, tree, **extra):
 
 def _load_tree(data, template):
     """The pytree of ``template``'s structure from the opened file of :func:`_save_tree`. A
-    leaf saved shorter than the template along one axis (a replay sized to a shorter run that
-    is now extended) is zero-padded; any other mismatch is an error."""
+    leaf that differs from the template along one axis only is the replay's time axis, sized
+    to the run (runners/offpolicy.py): zero-padded when the run was extended, cut when it was
+    saved larger (by a version that allocated all of ``buffer_size``). Both keep its contents:
+    a replay sized to its run never wraps, so its filled part lies at the start."""
     shapes = jax.tree.leaves(template)
     leaves = []
     for i, want in enumerate(shapes):
         x = data[f"arr_{i}"]
         if x.shape != want.shape:
             grow = [w - h for h, w in zip(x.shape, want.shape)]
-            if len(x.shape) != len(want.shape) or min(grow) < 0 or sum(g > 0 for g in grow) != 1:
+            if len(x.shape) != len(want.shape) or sum(g != 0 for g in grow) != 1:
                 raise ValueError(f"leaf {i} has shape {x.shape}, this config needs {want.shape}")
-            x = np.pad(x, [(0, g) for g in grow])
+            x = np.pad(x, [(0, max(g, 0)) for g in grow])[tuple(slice(0, w) for w in want.shape)]
         leaves.append(jnp.asarray(x, want.dtype))
     if f"arr_{len(shapes)}" in data:
         raise ValueError(f"it holds more arrays than this config's state ({len(shapes)})")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -179,3 +180,44 @@ def test_a_non_finite_loss_ends_in_one_error_line_with_the_resume_command(tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("meharl: error: non-finite critic_loss at env step 300")
     assert err[0].endswith(f"Resume from it with: meharl train {' '.join(args)} --run-dir {tmp_path / 'run'}")
+
+
+def test_a_fresh_start_removes_another_run_s_checkpoints(finished, tmp_path):
+    """--no-resume (or a new config) in a directory that holds a checkpoint: the old checkpoints
+    go before anything trains, so neither a later resume nor a fallback can load them."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished[0], run_dir)
+    exp = Experiment(resolve({**TINY, "total_steps": 300}), run_dir, quiet=True)
+    exp.run(resume=False)
+    progress, _ = exp.read_progress()
+    assert progress["rows"][-1]["env_steps"] == 300
+    assert not (run_dir / "checkpoint.prev.npz").exists()  # the 300-step run checkpointed once
+
+
+def test_a_checkpoint_with_the_full_replay_of_an_older_version_still_loads(finished, tmp_path):
+    """Checkpoints written before the replay was sized to the run hold buffer_size // n_envs
+    steps per env: they load, cut to the run's size, with the filled part intact."""
+    _, exp = finished
+    rs, progress = exp.load_checkpoint()
+    big = rs._replace(buffer=rs.buffer.replace(experience=jax.tree.map(
+        lambda x: np.pad(np.asarray(x), [(0, 0), (0, 0), (0, 400)] + [(0, 0)] * (x.ndim - 3)), rs.buffer.experience)))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    old = Experiment(resolve(TINY), run_dir, quiet=True)
+    old.save_checkpoint(big, progress)
+    loaded, _ = old.load_checkpoint()
+    for a, b in zip(jax.tree.leaves(rs), jax.tree.leaves(loaded)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"value_norm": None}, "invalid value None for value_norm"),
+    ({"run_dir": None}, "invalid value None for run_dir"),
+    ({"algo": "happo", "use_recurrent_policy": "true", "critic_num_mini_batch": 500},
+     "critic_num_mini_batch=500: more minibatches than the 400 chunks"),
+])
+def test_more_bad_values_are_refused(overrides, words):
+    with pytest.raises(ValueError, match=words):
+        resolve(overrides)

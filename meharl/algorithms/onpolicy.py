@@ -21,6 +21,11 @@ with on-policy sampling:
    minibatches, the clipped value loss of the reference (the max of the clipped and
    unclipped losses), MSE or Huber, value normalisation, gradient clipping.
 
+Recurrent policies (``use_recurrent_policy``): GRU actors and critic act step by step,
+storing the hidden state each had before a step; training replays the rollout in chunks of
+``data_chunk_length`` steps from the stored state of each chunk's first step, resetting it
+wherever an episode starts (the reference's ``data_chunk_length`` scheme).
+
 Differences from the HARL reference (docs/algorithms/on-policy.md): a time limit
 bootstraps from the final observation's value (``truncation=zero_advantage`` gives the
 reference's zeroed advantage); the value normaliser is updated once per iteration with all
@@ -75,10 +80,12 @@ class OnPolicyConfig(ActorCriticConfig):
         if self.use_recurrent_policy and self.episode_length % self.data_chunk_length:
             raise ValueError(f"invalid data_chunk_length={self.data_chunk_length}: it must divide "
                              f"episode_length={self.episode_length}")
+        # minibatches split the rollout's samples, or its chunks when recurrent
+        units = self.n_envs * self.episode_length // (self.data_chunk_length if self.use_recurrent_policy else 1)
         for name in ("actor_num_mini_batch", "critic_num_mini_batch"):
-            if getattr(self, name) > self.n_envs * self.episode_length:
-                raise ValueError(f"invalid {name}={getattr(self, name)}: more minibatches than the "
-                                 f"{self.n_envs * self.episode_length} samples of a rollout")
+            if getattr(self, name) > units:
+                raise ValueError(f"invalid {name}={getattr(self, name)}: more minibatches than the {units} "
+                                 f"{'chunks' if self.use_recurrent_policy else 'samples'} of a rollout")
 
 
 class OnPolicyState(typing.NamedTuple):
