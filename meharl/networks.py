@@ -212,15 +212,8 @@ class GRUTorso(nn.Module):
         return nn.LayerNorm()(h), h
 
 
-class RecurrentPolicy(nn.Module):
+class RecurrentPolicy(StochasticPolicy):
     """StochasticPolicy on a GRUTorso: (obs, obs_mask, h, start) -> (out, h')."""
-
-    hidden: Sequence[int]
-    action_dim: int
-    discrete: bool
-    feature_norm: bool = False
-    std_x_coef: float = 1.0
-    std_y_coef: float = 0.5
 
     @nn.compact
     def __call__(self, obs, obs_mask, h, start):

@@ -23,8 +23,8 @@ _MATRIX = dict(
     buffer_size=10_000, batch_size=256, n_step=1, auto_alpha=False,
 )
 _SPREAD = dict(mpe_action_map="box", n_step=5, critic_layer_norm=True, gamma=0.95)
-_SPREAD_NOTE = ("not the reference's settings (-43.9 at 1M steps): box action map, n_step 5, critic LayerNorm, "
-                "gamma 0.95 reach -22.3 (docs/algorithms/hasac.md)")
+_SPREAD_NOTE = ("not the reference's settings: box action map, n_step 5, critic LayerNorm and gamma 0.95 learn "
+                "better at 1M steps (evidence: docs/algorithms/hasac.md)")
 _SMAX = dict(n_envs=20, alpha=0.001, auto_alpha=True, critic_loss="huber", value_norm=True, n_step=20, actor_lr=3e-4,
              critic_lr=5e-4, feature_norm=True, critic_layer_norm=True, discrete_target_entropy_ratio=0.3,
              discrete_target_entropy_over="available", alpha_lr=3e-3, eval_interval=10_000, eval_episodes=32,
@@ -59,8 +59,8 @@ HASAC = [
         "3s5z_vs_3s6z": dict(n_step=10), "corridor": dict(auto_alpha=False, alpha=0.002, n_step=5, actor_lr=5e-4),
     }.items()],
     Preset("smax/3m", dict(share_param=True, update_per_train=4, batch_size=500, gamma=0.9),
-           "one shared actor, four half-batch updates per vector step, gamma 0.9: 91.0% of 1000 battles at 1M "
-           "steps (3 seeds) against 72% with the shared SMAX values"),
+           "one shared actor, four half-batch updates per vector step, gamma 0.9: more battles won at 1M steps "
+           "than with the shared SMAX values (evidence: docs/benchmarks.md)"),
     Preset("football/*", dict(feature_norm=True, eval_episodes=20), "no tuned HASAC file exists"),
     Preset("pz_mpe/*", dict(checkpoint_every=4)),
     Preset("pz_mpe/*_discrete", dict(feature_norm=True)),

@@ -1,6 +1,7 @@
 """Run directories that cannot be silently corrupted, runs that cost what they need, and bad
 input that fails in words (issue 51)."""
 import subprocess
+from contextlib import nullcontext
 import sys
 import time
 
@@ -83,7 +84,7 @@ def test_a_broken_checkpoint_falls_back_to_the_previous_one(finished, tmp_path, 
     else:  # a crash while writing the next one: its temporary file is ignored
         (run_dir / "checkpoint.tmp.npz").write_bytes(data[:100])
     exp = Experiment(resolve(TINY), run_dir, quiet=True)
-    with pytest.warns(UserWarning, match="checkpoint.npz") if damage in ("truncated", "garbage") else _nothing():
+    with pytest.warns(UserWarning, match="checkpoint.npz") if damage in ("truncated", "garbage") else nullcontext():
         rs, progress = exp.load_checkpoint()
     expected, _ = Experiment(resolve(TINY), finished[0], quiet=True).read_progress()
     if damage == "stale_tmp":
@@ -98,14 +99,6 @@ def test_a_broken_checkpoint_falls_back_to_the_previous_one(finished, tmp_path, 
         with open(run_dir / "metrics.csv") as f:
             assert [line.split(",")[1] for line in f.read().splitlines()[1:]] == ["0", "300", "400"]
         assert len(list((run_dir / "tb" / "seed_0").iterdir())) == 1  # one events file, not one per process
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_no_loadable_checkpoint_is_an_error_naming_what_was_wrong(finished, tmp_path):

@@ -17,9 +17,8 @@ class HAA2C(OnPolicyHA):
     Config = HAA2CConfig
     description = "Heterogeneous-Agent A2C (HARL, JMLR 2024): sequential, unconstrained, M-weighted"
 
-    def actor_steps_per_update(self):
-        cfg = self.cfg
-        return cfg.a2c_epoch * cfg.actor_num_mini_batch * (self.n if cfg.share_param else 1)
+    def actor_epochs(self):
+        return self.cfg.a2c_epoch
 
-    def agent_update(self, params, opt, i, d, key, entropy_weight):
-        return self.gradient_epochs(params, opt, i, d, key, entropy_weight, ratio_surrogate, self.cfg.a2c_epoch)
+    def surrogate(self):
+        return ratio_surrogate

@@ -18,10 +18,8 @@ class HAPPO(OnPolicyHA):
     Config = HAPPOConfig
     description = "Heterogeneous-Agent PPO (Kuba et al. 2022; HARL, JMLR 2024): sequential, clipped, M-weighted"
 
-    def actor_steps_per_update(self):
-        cfg = self.cfg
-        return cfg.ppo_epoch * cfg.actor_num_mini_batch * (self.n if cfg.share_param else 1)
+    def actor_epochs(self):
+        return self.cfg.ppo_epoch
 
-    def agent_update(self, params, opt, i, d, key, entropy_weight):
-        return self.gradient_epochs(params, opt, i, d, key, entropy_weight, clipped_surrogate(self.cfg.clip_param),
-                                    self.cfg.ppo_epoch)
+    def surrogate(self):
+        return clipped_surrogate(self.cfg.clip_param)

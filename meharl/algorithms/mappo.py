@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from meharl.algorithms.happo import HAPPO, HAPPOConfig
-from meharl.algorithms.onpolicy import AgentData, clipped_surrogate
+from meharl.algorithms.onpolicy import AgentData
 from meharl.config import key
 
 
@@ -25,7 +25,7 @@ class MAPPO(HAPPO):
     description = "Multi-Agent PPO (Yu et al. 2022): simultaneous, clipped, shared actor by default"
 
     def actor_steps_per_update(self):
-        return self.cfg.ppo_epoch * self.cfg.actor_num_mini_batch
+        return self.actor_epochs() * self.cfg.actor_num_mini_batch  # every slot steps once per epoch and minibatch: pooled when shared, its agent's otherwise
 
     def improve_actors(self, ts, ro, adv, entropy_weight, key):
         if not self.cfg.share_param:
@@ -36,8 +36,7 @@ class MAPPO(HAPPO):
         per = [self.agent_data(ro, i, adv, jnp.ones(adv.shape)) for i in range(n)]
         pooled = AgentData(*[None if xs[0] is None else jnp.concatenate(xs) for xs in zip(*per)])
         params, opt, s = self.gradient_epochs(self.slots.get(ts.actor_params, 0), self.slots.get(ts.actor_opt, 0), 0,
-                                              pooled, key, entropy_weight, clipped_surrogate(self.cfg.clip_param),
-                                              self.cfg.ppo_epoch)
+                                              pooled, key, entropy_weight, self.surrogate(), self.actor_epochs())
         new_logp = self.dist.log_prob(self.agent_outputs(params, 0, pooled), self.dim_mask[0], pooled.avail, pooled.action)
         kl = (pooled.old_logp - new_logp).reshape(n, -1)
         alive = pooled.alive.reshape(n, -1)

@@ -146,9 +146,18 @@ class OnPolicyHA(Algorithm):
                                      optax.adam(self.lr(cfg.critic_lr, total_updates * cfg.critic_epoch *
                                                         cfg.critic_num_mini_batch), eps=cfg.opti_eps))
 
+    def actor_epochs(self) -> int:
+        """Epochs of gradient steps on the surrogate per iteration (the algorithm's key)."""
+        return 1
+
+    def surrogate(self):
+        """The plug-in: ``surrogate(ratio, advantage)`` each agent maximises, M-weighted."""
+        raise NotImplementedError
+
     def actor_steps_per_update(self) -> int:
         """Optimiser steps one actor slot takes per update (for the learning-rate decay)."""
-        return 1
+        cfg = self.cfg
+        return self.actor_epochs() * cfg.actor_num_mini_batch * (self.n if cfg.share_param else 1)
 
     # ------------------------------------------------------------------ init / act
     def init(self, key) -> OnPolicyState:
@@ -201,9 +210,8 @@ class OnPolicyHA(Algorithm):
 
     def evaluation_carry(self, batch_shape):
         """(actor h, start) of a fresh start; () without recurrence."""
-        if not self.recurrent:
-            return ()
-        return jnp.zeros((*batch_shape, self.n, self.hidden)), jnp.ones(batch_shape)
+        carry = self.carry(batch_shape)
+        return (carry[0], carry[2]) if carry else ()
 
     def evaluation_act(self, state: OnPolicyState, obs, action_mask, key, carry):
         """The deterministic policy: the Gaussian's mean, the most probable choice."""
@@ -301,9 +309,9 @@ class OnPolicyHA(Algorithm):
         return params, opt, {"policy_loss": policy_loss.mean(), "entropy": entropy.mean()}
 
     def agent_update(self, params, opt, i, d: AgentData, key, entropy_weight):
-        """Agent i's step of the template: (params, opt, stats). The subclass's drift and
-        neighbourhood."""
-        raise NotImplementedError
+        """Agent i's step of the template: (params, opt, stats); by default ``actor_epochs`` of
+        gradient steps on the ``surrogate`` (HATRPO replaces it with its trust-region step)."""
+        return self.gradient_epochs(params, opt, i, d, key, entropy_weight, self.surrogate(), self.actor_epochs())
 
     def agent_data(self, ro: Rollout, i, adv, factor) -> AgentData:
         ch = self.chunks
