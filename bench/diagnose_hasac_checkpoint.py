@@ -62,7 +62,7 @@ y, nq2, ent = algo.soft_q_target(ts, b0, jax.random.PRNGKey(5))
 print("next_q twins mean", np.asarray(nq2.mean(1)), "min mean", float(nq2.min(0).mean()), "twin gap mean", float(jnp.abs(nq2[0]-nq2[1]).mean()))
 print("entropy_term mean", float(ent.mean()), "y mean/std", float(y.mean()), float(y.std()), "discount mean", float(b0.discount.mean()))
 if cfg.value_norm:
-    qn = algo._twin(ts.critic_params, b0.state, b0.action)
+    qn = algo.critic(ts.critic_params, b0.state, b0.action)
     print("normalized Q mean", float(qn.mean()), "normalized y mean", float(ts.value_norm.normalize(y).mean()))
 if "--no-adam" in sys.argv:
     sys.exit()

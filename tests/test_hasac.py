@@ -282,7 +282,7 @@ def test_value_norm_actor_option_hands_the_actors_the_reference_s_normalised_q()
         algo = HASAC(env.spec, resolve({"env": "mpe/simple_spread", "hidden_sizes": "8", "value_norm": "true",
                                         "value_norm_actor": choice}), 10)
         ts = algo.init(jax.random.PRNGKey(0))
-        raw = algo._twin(ts.critic_params, batch.state, batch.action)
+        raw = algo.critic(ts.critic_params, batch.state, batch.action)
         actor_q = algo._q(ts.critic_params, batch.state, batch.action, norm, for_actor=True)
         np.testing.assert_allclose(actor_q, raw * 2.0 + 7.0 if scaled else raw, rtol=1e-5)
         np.testing.assert_allclose(algo._q(ts.critic_params, batch.state, batch.action, norm), raw * 2.0 + 7.0, rtol=1e-5)

@@ -41,21 +41,30 @@ class ActorCriticConfig:
     critic_lr: float = key(5e-4, "critic learning rate (Adam)", "positive")
     lr_decay: bool = key(False, "decay both learning rates linearly to 0 over the run")
     gamma: float = key(0.99, "discount factor", "prob")
-    alpha: float = key(0.0, "temperature of the MaxEnt objective (0: HAML, > 0: MEHAML)", "nonneg")
     share_param: bool = key(False, "one actor shared by all agents (needs identical agents)")
     fixed_order: bool = key(False, "update the agents in index order instead of a fresh random order (ablation)")
     feature_norm: bool = key(False, "LayerNorm on the actors' inputs")
     value_norm: bool = key(False, "normalise the critic's targets by their running mean and std")
     critic_loss: str = key("mse", "critic regression loss", choices=CRITIC_LOSSES)
     huber_delta: float = key(10.0, "Huber loss threshold", "positive")
+
+    def validate(self):
+        if not self.hidden_sizes:
+            raise ValueError("invalid hidden_sizes=(): give at least one layer width, e.g. hidden_sizes=128,128")
+
+
+@dataclass(frozen=True)
+class StochasticPolicyConfig(ActorCriticConfig):
+    """Keys of the algorithms with stochastic policies (HASAC, HAPPO, HATRPO, HAA2C, MAPPO)."""
+
+    alpha: float = key(0.0, "temperature of the MaxEnt objective (0: HAML, > 0: MEHAML)", "nonneg")
     init_policy: typing.Optional[tuple[float, ...]] = key(None, "discrete: initial policy of every agent, e.g. 0.6,0.2,0.2")
 
     def validate(self):
+        super().validate()
         if self.init_policy is not None:
             if any(p <= 0 for p in self.init_policy) or abs(sum(self.init_policy) - 1) > 1e-6:
                 raise ValueError(f"invalid init_policy={self.init_policy!r}: positive probabilities summing to 1")
-        if not self.hidden_sizes:
-            raise ValueError("invalid hidden_sizes=(): give at least one layer width, e.g. hidden_sizes=128,128")
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class OffPolicyConfig(ActorCriticConfig):
     buffer_size: int = key(1_000_000, "replay capacity in transitions", "positive")
     batch_size: int = key(1000, "transitions per update", "positive")
     n_step: int = key(1, "n of the n-step TD target", "positive")
-    polyak: float = key(0.005, "Polyak rate of the target critics", "unit")
+    polyak: float = key(0.005, "Polyak rate of the target networks", "unit")
     critic_layer_norm: bool = key(False, "LayerNorm in the critics' hidden layers (not in the reference)")
 
     def validate(self):
@@ -101,8 +110,9 @@ class Algorithm:
         if cfg.share_param and not spec.homogeneous:
             raise ValueError(
                 f"share_param=true needs agents with identical spaces; {spec.name} has {sorted(set(spec.agents), key=str)}")
-        if cfg.init_policy is not None and not (spec.discrete and all(a.action_dim == len(cfg.init_policy) for a in spec.agents)):
-            raise ValueError(f"init_policy={cfg.init_policy} needs discrete agents with {len(cfg.init_policy)} actions each")
+        init_policy = getattr(cfg.algorithm, "init_policy", None)
+        if init_policy is not None and not (spec.discrete and all(a.action_dim == len(init_policy) for a in spec.agents)):
+            raise ValueError(f"init_policy={init_policy} needs discrete agents with {len(init_policy)} actions each")
         self.spec, self.cfg = spec, cfg
         self.n = spec.n_agents
         self.obs_mask = jnp.asarray(spec.obs_mask)
@@ -119,6 +129,10 @@ class Algorithm:
             return jax.nn.one_hot(jax.random.categorical(key, jnp.where(action_mask * self.dim_mask > 0, logits, -1e9)),
                                   action_mask.shape[-1])
         return jax.random.uniform(key, action_mask.shape, minval=-1.0, maxval=1.0) * self.dim_mask
+
+    def evaluation_act(self, state, obs, action_mask, key, carry=()):
+        """The policy evaluation plays: the deterministic one."""
+        return self.act(state, obs, action_mask, key, deterministic=True), carry
 
     def evaluation_carry(self, batch_shape) -> tuple:
         """What ``evaluation_act`` carries from step to step (recurrent states); none here."""
@@ -191,4 +205,4 @@ def describe(cls) -> list[tuple[str, str, str]]:
              f.metadata.get("help", "")) for f in dataclasses.fields(cls)]
 
 
-__all__ = ["Algorithm", "ActorCriticConfig", "OffPolicyConfig", "ValueNorm", "set_initial_policy", "regression_loss"]
+__all__ = ["Algorithm", "ActorCriticConfig", "StochasticPolicyConfig", "OffPolicyConfig", "ValueNorm", "set_initial_policy", "regression_loss"]

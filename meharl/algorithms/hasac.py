@@ -52,12 +52,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from meharl.algorithms.base import Algorithm, OffPolicyConfig, ValueNorm, regression_loss, set_initial_policy
+from meharl.algorithms.base import Algorithm, OffPolicyConfig, StochasticPolicyConfig, ValueNorm, set_initial_policy
+from meharl.algorithms.critics import JointQ
 from meharl.algorithms.sequential import AgentSlots, order, sequential
 from meharl.buffer import Batch
 from meharl.config import key
 from meharl.envs.core import EnvSpec
-from meharl.networks import Actor, QNetwork, masked_log_softmax, policy_sample
+from meharl.networks import Actor, masked_log_softmax, policy_sample
 
 TEMPERATURES = ("per_agent", "shared")
 DISCRETE_ACTOR_GRADIENTS = ("gumbel", "exact")
@@ -66,7 +67,7 @@ VALUE_NORM_ACTOR = ("denormalized", "normalized")
 
 
 @dataclass(frozen=True)
-class HASACConfig(OffPolicyConfig):
+class HASACConfig(OffPolicyConfig, StochasticPolicyConfig):
     # HARL's HASAC defaults (algos_cfgs/hasac.yaml)
     hidden_sizes: tuple[int, ...] = key((256, 256), "hidden layer widths of actors and critics", "positive")
     n_step: int = key(20, "n of the n-step soft TD target", "positive")
@@ -139,7 +140,6 @@ class HASAC(Algorithm):
                                  f"effect on {spec.name}: {why}; leave it unset (none)")
         self.discrete = spec.discrete
         self.actor = Actor(cfg.hidden_sizes, spec.max_action_dim, spec.discrete, cfg.feature_norm)
-        self.critic = QNetwork(cfg.hidden_sizes, cfg.critic_layer_norm)
         self.slots = AgentSlots(self.n, cfg.share_param)
         self.target_entropy = jnp.asarray(default_target_entropy(spec, cfg))
         self.per_state_target = cfg.discrete_target_entropy_over == "available"  # checked above: it applies
@@ -149,7 +149,7 @@ class HASAC(Algorithm):
         # an actor optimiser steps mini_epochs times per update, n times more when shared
         actor_steps = total_updates * cfg.mini_epochs * (self.n if cfg.share_param else 1)
         self.actor_tx = optax.adam(self.lr(cfg.actor_lr, actor_steps))
-        self.critic_tx = optax.adam(self.lr(cfg.critic_lr, total_updates))
+        self.critic = JointQ(cfg, 2, optax.adam(self.lr(cfg.critic_lr, total_updates)))  # the twin soft Qs
         self.alpha_tx = optax.adam(cfg.alpha_lr)
 
     # ------------------------------------------------------------------ init / act
@@ -160,8 +160,7 @@ class HASAC(Algorithm):
         actor_params = jax.vmap(lambda k: self.actor.init(k, obs, self.obs_mask[0]))(jax.random.split(k_actor, self.slots.n_slots))
         if cfg.init_policy is not None:
             actor_params = set_initial_policy(actor_params, cfg.init_policy)
-        state, act = jnp.zeros((spec.state_dim,)), jnp.zeros((self.n, spec.max_action_dim))
-        critic_params = jax.vmap(lambda k: self.critic.init(k, state, act))(jax.random.split(k_critic, 2))
+        critic_params, critic_opt = self.critic.init(k_critic, spec.state_dim, self.n, spec.max_action_dim)
         n_alpha = 1 if cfg.temperature == "shared" else self.n
         log_alpha = jnp.full((n_alpha,), jnp.log(jnp.maximum(cfg.alpha, 1e-30)), jnp.float32)
         return HASACState(
@@ -169,7 +168,7 @@ class HASAC(Algorithm):
             actor_opt=jax.vmap(self.actor_tx.init)(actor_params),
             critic_params=critic_params,
             target_params=critic_params,
-            critic_opt=self.critic_tx.init(critic_params),
+            critic_opt=critic_opt,
             log_alpha=log_alpha,
             alpha_opt=jax.vmap(self.alpha_tx.init)(log_alpha),
             value_norm=ValueNorm.create(),
@@ -215,20 +214,12 @@ class HASAC(Algorithm):
         a = jnp.exp(log_alpha)
         return jnp.broadcast_to(a, (self.n,))
 
-    def _twin(self, critic_params, state, joint_action):
-        # two plain matmul chains are faster on CPU than one batched (vmapped) chain
-        return jnp.stack([self.critic.apply(_index(critic_params, j), state, joint_action) for j in range(2)])
-
     def _q(self, critic_params, state, joint_action, value_norm, for_actor=False):
         """The twin Qs, de-normalised under value_norm (except for the actors with
         value_norm_actor=normalized, the reference's choice)."""
-        q = self._twin(critic_params, state, joint_action)
+        q = self.critic(critic_params, state, joint_action)
         keep_normalized = for_actor and self.cfg.value_norm_actor == "normalized"
         return value_norm.denormalize(q) if self.cfg.value_norm and not keep_normalized else q
-
-    def _critic_loss(self, critic_params, batch, y):
-        q = self._twin(critic_params, batch.state, batch.action)
-        return regression_loss(q - y[None], self.cfg).mean(-1).sum(), q
 
     def actor_loss(self, params, i, critic_params, value_norm, batch: Batch, actions, key, log_alpha_i):
         """Eq. 10's objective for agent i, alive-weighted: E[alpha_i log pi_i(a_i|o_i) - min_j Q_j(s, a_i, a^{-i})],
@@ -335,10 +326,8 @@ class HASAC(Algorithm):
         if cfg.value_norm:
             value_norm = value_norm.update(y)
             y = value_norm.normalize(y)
-        y = jax.lax.stop_gradient(y)
-        (critic_loss, q_pred), grads = jax.value_and_grad(self._critic_loss, has_aux=True)(ts.critic_params, batch, y)
-        upd, critic_opt = self.critic_tx.update(grads, ts.critic_opt, ts.critic_params)
-        critic_params = optax.apply_updates(ts.critic_params, upd)
+        critic_params, critic_opt, critic_loss, q_pred = self.critic.fit(ts.critic_params, ts.critic_opt, batch.state,
+                                                                         batch.action, y)
 
         # --- heterogeneous-agent soft policy improvement (Eq. 10)
         actor_params, actor_opt, log_alpha, alpha_opt, actor_losses, logps, _ = self.improve_actors(

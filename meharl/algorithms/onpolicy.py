@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from meharl.algorithms.base import ActorCriticConfig, Algorithm, ValueNorm, regression_loss, set_initial_policy
+from meharl.algorithms.base import Algorithm, StochasticPolicyConfig, ValueNorm, regression_loss, set_initial_policy
 from meharl.algorithms.sequential import AgentSlots, order, sequential
 from meharl.config import key
 from meharl.envs.core import EnvSpec
@@ -50,7 +50,7 @@ from meharl.rollout import TRUNCATIONS, Rollout, gae
 
 
 @dataclass(frozen=True)
-class OnPolicyConfig(ActorCriticConfig):
+class OnPolicyConfig(StochasticPolicyConfig):
     """HARL's on-policy defaults (algos_cfgs/happo.yaml and siblings)."""
 
     episode_length: int = key(200, "vector steps of each rollout (one iteration)", "positive")
