@@ -5,7 +5,7 @@ t-intervals over seeds, training speed, and one plot with every algorithm's curv
   python bench/compare.py --env mpe/simple_spread --algos happo,hatrpo,haa2c,mappo \\
       --steps 2000000 --seeds 0,1,2 --out-dir bench/measured/cpu-2026-12-06/compare_mpe_simple_spread
 
-Writes OUT_DIR/compare.json ({algo: {final, late, env_steps_per_s, compile_and_first_chunk_s,
+Writes OUT_DIR/compare.json ({algo: {final, late, env_steps_per_s, updates_per_s (all seeds), compile_and_first_chunk_s,
 wall_s, overrides}}), OUT_DIR/compare.png and keeps each run directory under OUT_DIR/runs/.
 Extra key=value arguments override every algorithm's config (a key an algorithm does not own
 is an error, as on the command line).
@@ -52,6 +52,7 @@ def main():
         results[algo] = {
             "final": stats["final"], "late": stats["window"], "metric": metric,
             "env_steps_per_s": blocks * exp.schedule.block_env_steps * len(cfg.seeds) / seconds if seconds else None,
+            "updates_per_s": blocks * exp.schedule.updates_per_block * len(cfg.seeds) / seconds if seconds else None,
             "compile_and_first_chunk_s": exp.timings[0][1], "wall_s": wall,
             "overrides": {k: str(v) for k, v in extra.items()},
         }

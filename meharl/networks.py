@@ -92,6 +92,47 @@ class QNetwork(nn.Module):
         return MLP(self.hidden, 1, 1.0, hidden_norm=self.layer_norm)(x, jnp.ones_like(x))[..., 0]
 
 
+class DeterministicActor(nn.Module):
+    """mu(o) in [-1, 1]^d: a ReLU MLP with a tanh output (the reference's DeterministicPolicy,
+    PyTorch's default init)."""
+
+    hidden: Sequence[int]
+    action_dim: int
+    feature_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs, obs_mask):
+        return jnp.tanh(MLP(self.hidden, self.action_dim, 1.0, self.feature_norm)(obs, obs_mask))
+
+
+class DuelingQ(nn.Module):
+    """Dueling Q-values (Wang et al. 2016), the reference's DuelingQNet: a ReLU base, then value
+    and advantage heads with Hardswish hidden layers, Q = V + A - mean(A). ``choices``: 1 for the
+    real outputs (the mean is over those; padded outputs are not choices)."""
+
+    base: Sequence[int]
+    v_hidden: Sequence[int]
+    a_hidden: Sequence[int]
+    n_out: int
+    feature_norm: bool = False
+    layer_norm: bool = False  # LayerNorm in the base's hidden layers (as QNetwork's)
+
+    @nn.compact
+    def __call__(self, x, mask, choices):
+        x = MLP(self.base[:-1], self.base[-1], 1.0, self.feature_norm, hidden_norm=self.layer_norm)(x, mask)
+        x = nn.relu(nn.LayerNorm()(x) if self.layer_norm else x)
+
+        def head(hidden, out):
+            h = x
+            for width in hidden:
+                h = nn.hard_swish(_dense(width)(h))
+            return _dense(out)(h)
+
+        v, a = head(self.v_hidden, 1), head(self.a_hidden, self.n_out)
+        mean_a = jnp.sum(a * choices, -1, keepdims=True) / jnp.maximum(choices.sum(-1, keepdims=True), 1.0)
+        return v + a - mean_a
+
+
 # ---------------------------------------------------------------------------------------
 # Distributions. ``dim_mask``: [action_dim] float, 1 for the agent's real dims / choices.
 

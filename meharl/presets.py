@@ -155,3 +155,35 @@ MAPPO = [
 ]
 
 PRESETS.update(happo=HAPPO, hatrpo=HATRPO, haa2c=HAA2C, mappo=MAPPO)
+
+
+# ---------------------------------------------------------------------------------------
+# The deterministic off-policy family: HARL tuned_configs/{pettingzoo_mpe,mamujoco}/*/{haddpg,hatd3,maddpg,matd3}
+# (HARL paper Tables 7, 13-16; only what differs from the config classes' defaults).
+
+_DET_MATRIX = Preset("matrix/*", {k: v for k, v in _MATRIX.items() if k != "auto_alpha"},
+                     "no tuned file: HASAC's matrix-game schedule (a one-step game needs no 1M replay)")
+_DET_MPE = [Preset(f"{family}/*", dict(n_envs=20, eval_episodes=20, checkpoint_every=4)) for family in ("mpe", "pz_mpe")]
+_DET_MAMUJOCO = dict(n_envs=10, hidden_sizes=(256, 256), mamujoco_obs="reference", mamujoco_obsk=0,
+                     eval_interval=25_000, eval_episodes=10, checkpoint_every=4)
+_DET_MAMUJOCO_NOTE = "10 evaluation episodes every 25k steps (the files: 40 every 10k), as HASAC's preset"
+
+
+def _per_task(values: dict) -> list[Preset]:
+    return [Preset(f"mamujoco/{task}", v) for task, v in values.items()]
+
+
+HADDPG = [
+    _DET_MATRIX, *_DET_MPE, Preset("mamujoco/*", dict(_DET_MAMUJOCO, n_step=20), _DET_MAMUJOCO_NOTE),
+    *_per_task({"Ant-4x2": dict(update_per_train=0.5, expl_noise=0.05), "Walker2d-2x3": dict(n_step=10)}),
+]
+HATD3 = [
+    _DET_MATRIX, *_DET_MPE, Preset("mamujoco/*", _DET_MAMUJOCO, _DET_MAMUJOCO_NOTE),
+    *_per_task({"Ant-4x2": dict(n_step=5), "HalfCheetah-2x3": dict(n_step=10), "Hopper-3x1": dict(n_step=5),
+                "Walker2d-2x3": dict(n_step=20, policy_freq=8), "Walker2d-6x1": dict(n_step=25),
+                "Humanoid-17x1": dict(n_step=5)}),
+]
+
+HAD3QN = [_DET_MATRIX, *_DET_MPE]  # HARL tuned_configs/pettingzoo_mpe/*-discrete/had3qn: 20 envs
+
+PRESETS.update(haddpg=HADDPG, hatd3=HATD3, maddpg=HADDPG, matd3=HATD3, had3qn=HAD3QN)

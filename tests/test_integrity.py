@@ -125,7 +125,7 @@ def test_the_replay_holds_no_more_than_the_run_can_fill(finished):
     (["train", "alpha=nan"], "invalid alpha=nan: must be a finite number"),
     (["train", "actor_lr=inf"], "invalid actor_lr=inf: must be a finite number"),
     (["train", "hidden_sizes="], "invalid hidden_sizes=()"),
-    (["train", "algo=happo", "n_step=5"], "unknown config key 'n_step' for algo=happo.*n_step is a key of hasac"),
+    (["train", "algo=happo", "n_step=5"], "unknown config key 'n_step' for algo=happo.*n_step is a key of .*hasac"),
     (["eval", "/nonexistent/run", "--episodes", "3"], "/nonexistent/run is not a run directory"),
     (["eval", "/nonexistent/run", "--episodes", "0"], "invalid --episodes 0"),
     (["eval", "/nonexistent/run", "--episodes", "-3"], "invalid --episodes -3"),

@@ -1,10 +1,14 @@
 """The algorithm registry: name -> class (``algorithms/base.py`` says what a class declares)."""
 from meharl.algorithms.haa2c import HAA2C
+from meharl.algorithms.had3qn import HAD3QN
+from meharl.algorithms.haddpg import HADDPG, HATD3, MADDPG, MATD3
 from meharl.algorithms.happo import HAPPO
 from meharl.algorithms.hasac import HASAC, HASACState
 from meharl.algorithms.hatrpo import HATRPO
 from meharl.algorithms.mappo import MAPPO
 
-ALGORITHMS = {"hasac": HASAC, "happo": HAPPO, "hatrpo": HATRPO, "haa2c": HAA2C, "mappo": MAPPO}
+ALGORITHMS = {"hasac": HASAC, "happo": HAPPO, "hatrpo": HATRPO, "haa2c": HAA2C, "mappo": MAPPO,
+              "haddpg": HADDPG, "hatd3": HATD3, "maddpg": MADDPG, "matd3": MATD3, "had3qn": HAD3QN}
 
-__all__ = ["HASAC", "HASACState", "HAPPO", "HATRPO", "HAA2C", "MAPPO", "ALGORITHMS"]
+__all__ = ["HASAC", "HASACState", "HAPPO", "HATRPO", "HAA2C", "MAPPO", "HADDPG", "HATD3", "MADDPG", "MATD3", "HAD3QN",
+           "ALGORITHMS"]

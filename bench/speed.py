@@ -1,6 +1,10 @@
-"""On-policy training speed against the peers, side by side in one process on this machine.
+"""Training speed against the peers, side by side in one process on this machine.
 
 Pairs (same algorithm, task and settings):
+  HATD3 on simple_spread (continuous), HAD3QN on simple_spread (discrete), HARL's tuned MPE
+      settings (20 envs, train_interval 50, batch 1000, [128, 128]): meharl vs HARL's own PyTorch
+      code. HARL's time includes its 10k warmup steps of random actions (faster than training steps,
+      which favours HARL) and one evaluation.
   HAPPO, MAPPO on simple_spread (continuous), HARL's tuned MPE settings (20 envs x 200 steps,
       [128, 128], 5 epochs, 1 minibatch): meharl vs HARL's own PyTorch code (../shared/anchors/harl_bench.sh)
   MAPPO on simple_spread (discrete), JaxMARL's MAPPO settings (16 envs x 128 steps, 4 epochs,
@@ -8,12 +12,14 @@ Pairs (same algorithm, task and settings):
       actor and critic are recurrent (FC 128 + GRU 128): once against meharl's [128, 128] MLPs, once
       against meharl's recurrent MAPPO (Dense 128 -> GRU 128, whole 128-step sequences).
 
-meharl's speed: the compiled iteration (rollout + update) called once to compile, then timed
-over ``--iters`` calls: env steps/s of training alone; ``compile_s`` apart. The anchors report
+meharl's speed: the compiled iteration (on-policy: rollout + update; off-policy, after the
+warmup: one block of train_interval vector steps + its updates) called once to compile, then
+timed over ``--iters`` calls: env steps/s and updates/s of training alone; ``compile_s`` apart. The anchors report
 their own wall time of training (HARL: its run() including a 20-episode evaluation; JaxMARL:
 the compiled call, compile apart). Rounds alternate meharl and the anchor; medians are reported.
 
-  python bench/onpolicy_speed.py --rounds 2 --out bench/measured/cpu-2026-12-06/onpolicy_speed.json
+  python bench/speed.py --rounds 2 --out bench/measured/cpu-2026-12-06/onpolicy_speed.json
+  python bench/speed.py --rounds 2 --only hatd3_spread_harl,had3qn_spread_discrete_harl --out ...
 """
 from __future__ import annotations
 
@@ -34,6 +40,10 @@ ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
 
 PAIRS = [
     # (name, meharl overrides, anchor command)
+    ("hatd3_spread_harl", {"algo": "hatd3", "env": "mpe/simple_spread"},
+     ["harl_bench.sh", "hatd3", "simple_spread_v2-continuous", "30000"]),
+    ("had3qn_spread_discrete_harl", {"algo": "had3qn", "env": "mpe/simple_spread_discrete"},
+     ["harl_bench.sh", "had3qn", "simple_spread_v2-discrete", "30000"]),
     ("happo_spread_harl", {"algo": "happo", "env": "mpe/simple_spread"},
      ["harl_bench.sh", "happo", "simple_spread_v2-continuous", "48000"]),
     ("mappo_spread_harl", {"algo": "mappo", "env": "mpe/simple_spread"},
@@ -53,8 +63,10 @@ PAIRS = [
 
 
 def ours(overrides: dict, iters: int) -> dict:
-    exp = Experiment(resolve({**overrides, "seeds": "0"}), "/tmp/meharl_onpolicy_speed", quiet=True)
+    exp = Experiment(resolve({**overrides, "seeds": "0"}), "/tmp/meharl_speed", quiet=True)
     rs = exp.loop.init(exp.seed_keys())
+    if exp.runner.algo.learner == "off_policy":
+        rs = exp.loop.warmup(rs)
     t0 = time.perf_counter()
     rs, _ = exp.loop.chunk(rs, 1)
     jax.block_until_ready(rs)
@@ -65,7 +77,9 @@ def ours(overrides: dict, iters: int) -> dict:
     jax.block_until_ready(rs)
     wall = time.perf_counter() - t0
     steps = iters * exp.schedule.block_env_steps
-    return {"env_steps": steps, "wall_s": wall, "env_steps_per_s": steps / wall, "compile_s": compile_s}
+    updates = iters * exp.schedule.updates_per_block  # on-policy: one (multi-epoch) update per iteration
+    return {"env_steps": steps, "wall_s": wall, "env_steps_per_s": steps / wall, "updates_per_s": updates / wall,
+            "compile_s": compile_s}
 
 
 def anchor(cmd: list[str]) -> dict:
