@@ -26,3 +26,18 @@ def interrupt_after_second_checkpoint(monkeypatch):
         monkeypatch.setattr(Experiment, "save_checkpoint", original)
 
     return run
+
+
+def pytest_configure(config):
+    """One persistent XLA compilation cache for the session (and the CLI subprocesses it
+    starts): tests that build the same program again (a resumed or extended run, the same
+    config in another test) load it instead of compiling it. Programs, not results, are cached."""
+    import os
+    import tempfile
+
+    import jax
+
+    cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="meharl-xla-cache-"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
