@@ -35,6 +35,7 @@ import jax
 
 from meharl.config import resolve
 from meharl.experiment import Experiment
+from meharl.runners.offpolicy import over_seeds
 
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
 
@@ -78,8 +79,21 @@ def ours(overrides: dict, iters: int) -> dict:
     wall = time.perf_counter() - t0
     steps = iters * exp.schedule.block_env_steps
     updates = iters * exp.schedule.updates_per_block  # on-policy: one (multi-epoch) update per iteration
-    return {"env_steps": steps, "wall_s": wall, "env_steps_per_s": steps / wall, "updates_per_s": updates / wall,
-            "compile_s": compile_s}
+    out = {"env_steps": steps, "wall_s": wall, "env_steps_per_s": steps / wall, "updates_per_s": updates / wall,
+           "compile_s": compile_s}
+    if exp.runner.algo.learner == "off_policy":
+        # the learner alone: the block's updates (replay sampling included) without the env steps;
+        # overhead = the share of the training wall time that is not updates
+        updates_only = jax.jit(over_seeds(exp.runner.updates, 1), donate_argnums=0)
+        rs, _ = updates_only(rs)
+        jax.block_until_ready(rs)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            rs, _ = updates_only(rs)
+        jax.block_until_ready(rs)
+        learner = updates / (time.perf_counter() - t0)
+        out.update(learner_updates_per_s=learner, overhead_fraction=1 - (updates / learner) / wall)
+    return out
 
 
 def anchor(cmd: list[str]) -> dict:
@@ -113,7 +127,10 @@ def main():
                                   for r in rounds]},
             "ratio": m / ref,
         }
-        print(json.dumps({name: {"meharl": round(m), "anchor": round(ref), "ratio": round(m / ref, 2)}}), flush=True)
+        print(json.dumps({name: {"meharl": round(m), "anchor": round(ref), "ratio": round(m / ref, 2),
+                                 **{k: round(statistics.median(r[0][k] for r in rounds), 3) for k in
+                                    ("updates_per_s", "learner_updates_per_s", "overhead_fraction") if k in rounds[0][0]}}}),
+              flush=True)
     results["note"] = ("JaxMARL's MAPPO is recurrent (GRU 128): mappo_spread_discrete_jaxmarl sets it against meharl's "
                        "MLP MAPPO, mappo_rnn_spread_discrete_jaxmarl against meharl's recurrent one. "
                        f"jax {jax.__version__}, {os.cpu_count()} CPUs.")
