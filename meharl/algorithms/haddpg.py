@@ -183,9 +183,13 @@ class HADDPG(Algorithm):
         critic_params, critic_opt, critic_loss, q_pred = self.critic.fit(ts.critic_params, ts.critic_opt, batch.state,
                                                                          batch.action, y)
 
+        first_critic = jax.tree.map(lambda x: x[:1], critic_params)
+
+        def q_of(joint):
+            """The actors ascend the first critic (Algorithm 7), de-normalised."""
+            return self.q(first_critic, value_norm, batch.state, joint)[0]
+
         def actors_and_targets(_):
-            # the actors ascend the first critic (Algorithm 7), de-normalised
-            q_of = lambda joint: self.q(jax.tree.map(lambda x: x[:1], critic_params), value_norm, batch.state, joint)[0]  # noqa: E731
             actor_params, actor_opt, losses = self.improve_actors(ts.actor_params, ts.actor_opt, q_of, batch, k_actor)
             return (actor_params, actor_opt, optax.incremental_update(actor_params, ts.target_actor_params, cfg.polyak),
                     optax.incremental_update(critic_params, ts.target_critic_params, cfg.polyak), losses)
