@@ -28,3 +28,41 @@ def test_the_docs_site_builds_strict_with_the_generated_reference(tmp_path):
     for name, algo in ALGORITHMS.items():  # every algorithm's section and keys are on the page
         assert f"algo={name}" in reference
         assert all(f"<code>{f.name}</code>" in reference for f in dataclasses.fields(algo.Config)), name
+
+
+def _train_commands():
+    """Every `meharl train ...` command line in the README and the docs, as its key=value
+    arguments (placeholders such as RUN and bracketed optional parts left out)."""
+    import re
+    import shlex
+
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for line in path.read_text().splitlines():
+            for m in re.finditer(r"meharl train((?: [^\s`#]+)*)", line):
+                args = [a for a in shlex.split(m.group(1)) if "=" in a and not a.startswith(("[", "--"))]
+                yield f"{path.relative_to(ROOT)}: {m.group(0)}", args
+
+
+def test_every_documented_train_command_resolves():
+    """The keys, values and task names of every documented command are valid today (a command
+    that rots fails here, before anyone copies it)."""
+    from meharl.config import parse_overrides, resolve
+
+    commands = list(_train_commands())
+    assert len(commands) > 15
+    for where, args in commands:
+        try:
+            resolve(parse_overrides(args))
+        except ValueError as e:
+            raise AssertionError(f"{where}: {e}") from e
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python block, executed as written (in a scratch working directory)."""
+    import re
+
+    block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["exp"].rows[-1]["env_steps"] == namespace["exp"].cfg.total_steps
