@@ -84,6 +84,27 @@ def spread_rollout():
     return cfg, env, rs.algo, rollout
 
 
+def test_policy_active_masks_choose_the_samples_the_actor_losses_average_over(spread_rollout):
+    """use_policy_active_masks (HARL's key): true averages agent i's surrogate and entropy over
+    the samples where it is alive, false over all of them. With agent 0 marked dead in half the
+    samples of a real rollout, the two objectives are the means over those two sets."""
+    cfg, env, ts, ro = spread_rollout
+    alive = ro.alive.at[::2, :, 0].set(False)
+    ro = ro._replace(alive=alive)
+    adv = jax.random.normal(jax.random.PRNGKey(0), ro.reward.shape)
+    params = jax.tree.map(lambda x: x[0], ts.actor_params)
+    losses = {}
+    for masks in (True, False):
+        algo = HAPPO(env.spec, cfg.replace(use_policy_active_masks=masks), 10)
+        d = algo.agent_data(ro, 0, algo.chunks(adv), jnp.ones(algo.chunks(adv).shape))
+        np.testing.assert_array_equal(d.alive, algo.chunks(alive[:, :, 0]) if masks else 1.0)
+        d = d._replace(old_logp=d.old_logp - 0.1)  # ratio e^0.1 everywhere, so the surrogate is not A alone
+        losses[masks] = float(algo.agent_objective(params, 0, d, 0.0, algo.surrogate())[1][0])
+    clipped = -np.minimum(np.exp(0.1) * adv, np.clip(np.exp(0.1), 0.8, 1.2) * adv)  # clip_param 0.2
+    np.testing.assert_allclose(losses[True], clipped[1::2].mean(), rtol=1e-5)
+    np.testing.assert_allclose(losses[False], clipped.mean(), rtol=1e-5)
+
+
 def test_happo_weights_each_agent_by_the_product_of_the_updated_agents_ratios(spread_rollout):
     cfg, env, ts, ro = spread_rollout
     algo = HAPPO(env.spec, cfg.replace(actor_lr=1e-2), 10)

@@ -71,6 +71,8 @@ class OnPolicyConfig(StochasticPolicyConfig):
     std_x_coef: float = key(1.0, "Gaussian std = sigmoid(log_std / std_x_coef) * std_y_coef", "positive")
     std_y_coef: float = key(0.5, "see std_x_coef", "positive")
     normalize_advantages: bool = key(True, "normalise advantages to mean 0, std 1 per iteration")
+    use_policy_active_masks: bool = key(True, "average the actor losses over the samples where the agent is alive "
+                                        "(false: over all samples, dead agents' included)")
     use_recurrent_policy: bool = key(False, "GRU actors and critic (the last hidden width), trained on chunks")
     data_chunk_length: int = key(10, "recurrent: steps of each training chunk, its hidden state the one stored "
                                  "at collection", "positive")
@@ -316,8 +318,10 @@ class OnPolicyHA(Algorithm):
     def agent_data(self, ro: Rollout, i, adv, factor) -> AgentData:
         ch = self.chunks
         recurrent = dict(h0=ch(ro.actor_h[:, :, i])[:, 0], start=ch(ro.start)) if self.recurrent else {}
+        # the samples agent i's losses average over: where it is alive, or all (use_policy_active_masks=false)
+        alive = ch(ro.alive[:, :, i]) if self.cfg.use_policy_active_masks else jnp.ones(adv.shape)
         return AgentData(ch(ro.obs[:, :, i]), ch(ro.action_mask[:, :, i]), ch(ro.action[:, :, i]), ch(ro.logp[:, :, i]),
-                         ch(ro.alive[:, :, i]), adv, factor, **recurrent)
+                         alive, adv, factor, **recurrent)
 
     def improve_actors(self, ts: OnPolicyState, ro: Rollout, adv, entropy_weight, key):
         """Step 2 of the module docstring. Returns (actor params, optimiser states, per-agent
