@@ -230,6 +230,24 @@ def test_simple_spread_beats_random(tmp_path, algo):
     assert learned > random_return + 12, (learned, random_return)
 
 
+def test_discrete_simple_spread_beats_random(tmp_path):
+    """The same budget on discrete simple_spread (categorical actors): HAPPO's greedy policy
+    beats the uniform random choice by 12 (40 episodes each). Measured with seed 0: random
+    -80.8, HAPPO -56.3 (MAPPO -62.8, not run here: the discrete path is the algorithm-independent
+    part under test)."""
+    from meharl.runners.offpolicy import play_episodes
+
+    exp = train({"algo": "happo", "env": "mpe/simple_spread_discrete", "total_steps": 150_000,
+                 "eval_interval": 150_000, "n_envs": 10, "episode_length": 50}, run_dir=tmp_path, quiet=True)
+    algo = exp.runner.algo
+
+    def uniform(k, _, ts):
+        return algo.env_actions(jax.vmap(algo.random_actions)(ts.action_mask, jax.random.split(k, ts.action_mask.shape[0])))
+
+    random_return = float(play_episodes(exp.env, uniform, jax.random.PRNGKey(7), 40)[0].mean())
+    assert exp.rows[-1]["eval_return_mean"] > random_return + 12, (exp.rows[-1]["eval_return_mean"], random_return)
+
+
 def test_on_policy_smax_smoke(tmp_path):
     """Masked discrete actions and dead agents: a short HAPPO run on SMAX 3m trains and evaluates."""
     rows = train({"algo": "happo", "env": "smax/3m", "total_steps": 2_000, "n_envs": 4, "episode_length": 50,
