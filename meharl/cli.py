@@ -105,32 +105,41 @@ def _solve(args):
         print(f"  QRE residual (Theorem 1): {res['qre_residual']:.2e}")
 
 
+def _keys(title, cls) -> str:
+    """A config class's keys, one line each: name, default, meaning."""
+    from meharl.algorithms.base import describe
+
+    return "\n".join([title] + [f"  {name:36s} {default:22s} {help}" for name, default, help in describe(cls)])
+
+
+def _common_keys() -> str:
+    from meharl.config import EnvConfig, RunConfig
+
+    return _keys("run keys (every algorithm):", RunConfig) + "\n" + _keys("environment keys (every algorithm):", EnvConfig)
+
+
 def _list(args):
     from meharl.algorithms import ALGORITHMS
-    from meharl.algorithms.base import describe
-    from meharl.config import EnvConfig, RunConfig
     from meharl.envs import ENV_NAMES
 
-    def keys(title, cls, skip=()):
-        print(title)
-        for name, default, help in describe(cls):
-            if name not in skip:
-                print(f"  {name:36s} {default:22s} {help}")
-
     print("environments: " + ", ".join(ENV_NAMES))
-    keys("run keys (every algorithm):", RunConfig)
-    keys("environment keys (every algorithm):", EnvConfig)
+    print(_common_keys())
     for name, algo in ALGORITHMS.items():
         kinds = [k for k in ("continuous", "discrete") if getattr(algo, k)]
         print(f"\nalgo={name}: {algo.description} [{algo.learner.replace('_', '-')}; {', '.join(kinds)} actions]")
-        keys("  keys:", algo.Config)
+        print(_keys("  keys:", algo.Config))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="meharl", allow_abbrev=False, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", allow_abbrev=False, help="train (all seeds at once); prints the run directory last")
+    argv = sys.argv[1:] if argv is None else argv
+    # `meharl train --help` lists the run and environment keys (built only then: it imports the config)
+    epilog = (_common_keys() + "\nalgorithm keys (algo=...): `meharl list`"
+              if argv[:1] == ["train"] and {"-h", "--help"} & set(argv) else None)
+    t = sub.add_parser("train", allow_abbrev=False, help="train (all seeds at once); prints the run directory last",
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("overrides", nargs="*", help="key=value config overrides (see `meharl list`)")
     t.add_argument("--run-dir", default=None, help="run directory (default: runs/<algo>_<env>_<time>)")
     t.add_argument("--no-resume", action="store_true", help="ignore a checkpoint already in --run-dir")
