@@ -66,3 +66,19 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     namespace = {}
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["exp"].rows[-1]["env_steps"] == namespace["exp"].cfg.total_steps
+
+
+def test_list_and_train_help_show_every_key_with_its_default_and_meaning(capsys):
+    from meharl.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "total_steps" in out and "1000000" in out and "env steps of the run, warmup included" in out
+    main(["list"])
+    out = capsys.readouterr().out
+    for name, algo in ALGORITHMS.items():
+        assert f"algo={name}: {algo.description}" in out
+        for f in dataclasses.fields(algo.Config):
+            assert f.name in out and f.metadata["help"] in out, (name, f.name)
