@@ -99,6 +99,25 @@ def test_differentiable_game():
         assert float(ts.reward) == pytest.approx(np.clip(a1, -1, 1) * np.clip(a2, -1, 1))
 
 
+def test_ader_path_game_rewards_progress_along_the_path_and_penalises_leaving_it():
+    """The path game's reward (docs/environments.md): 0 at the origin, 2.5 at the junction
+    (0.6, 0), 5 at the circle's centre (0.6, 0.6), growing along both segments; off the path
+    minus the distance from the origin, so a step of agent 2 before the junction costs."""
+    env = make("matrix/ader_path")
+    state, _ = env.reset(jax.random.PRNGKey(0))
+
+    def r(a1, a2):
+        return float(env.step(jax.random.PRNGKey(0), state, jnp.array([[a1], [a2]]))[1].reward)
+
+    assert r(0.0, 0.0) == pytest.approx(0.0) and r(0.6, 0.0) == pytest.approx(2.5) and r(0.6, 0.6) == pytest.approx(5.0)
+    first = [r(x, 0.0) for x in np.linspace(0.0, 0.6, 7)]
+    second = [r(0.6, y) for y in np.linspace(0.0, 0.6, 7)]
+    assert np.all(np.diff(first) > 0) and np.all(np.diff(second) > 0)
+    assert r(0.3, 0.04) == pytest.approx(r(0.3, 0.0))  # inside the path's half-width 0.05
+    assert r(0.3, 0.3) == pytest.approx(-np.hypot(0.3, 0.3)) and r(0.0, 0.5) < r(0.0, 0.2) < 0
+    assert r(0.62, 0.6) > r(0.6, 0.55)  # in the circle, nearer the centre than its edge
+
+
 def test_autoreset_keeps_final_timestep():
     env = make("mpe/simple_spread")
     state, ts = env.reset(jax.random.PRNGKey(0))

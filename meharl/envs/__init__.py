@@ -33,6 +33,7 @@ def _registry():
     """name -> (module, factory name, keyword arguments)."""
     reg = {f"matrix/{name}": ("matrix", "MatrixGame", {"name": name}) for name in MATRIX_GAMES}
     reg["matrix/differentiable"] = ("matrix", "DifferentiableGame", {})
+    reg["matrix/ader_path"] = ("matrix", "PathGame", {})
     for task in MPE_TASKS:
         for family, module, factory in (("mpe", "mpe", "MPE"), ("pz_mpe", "pettingzoo", "mpe2_env")):
             reg[f"{family}/{task}"] = (module, factory, {"task": task, "continuous": True})

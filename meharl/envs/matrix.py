@@ -96,3 +96,38 @@ class DifferentiableGame(_OneStepGame):
     def reward(self, actions):
         a = jnp.clip(actions[:, 0], -1.0, 1.0)
         return a[0] * a[1]
+
+
+class PathGame(_OneStepGame):
+    """ADER's continuous cooperative matrix game (Kim & Sung, ICML 2023, Section 3.1, Figure 1):
+    the joint action (a1, a2) in [-1, 1]^2 is a position. A narrow path runs from the origin to
+    (0.6, 0) and on to (0.6, 0.55), where a circle of radius 0.05 centred at (0.6, 0.6) begins.
+    The paper gives neither the path's width nor the reward formula; ours (docs/environments.md):
+
+    - the path is every point within ``HALF_WIDTH`` = 0.05 of its two segments, and the circle;
+    - on it, r = 5 (1 - L / 1.2), L the length still to go along the path to the circle's
+      centre (1.2 from the origin): 0 at the origin, 2.5 at the junction, 5 at the centre;
+    - off it, r = -||(a1, a2)||: a penalty growing with the distance from the origin.
+    """
+
+    HALF_WIDTH = 0.05
+    JUNCTION, CENTRE, RADIUS = (0.6, 0.0), (0.6, 0.6), 0.05
+
+    def __init__(self):
+        self.spec = EnvSpec(name="matrix/ader_path", agents=(AgentSpec(1, 1, False), AgentSpec(1, 1, False)),
+                            state_dim=2, max_steps=1)
+
+    def reward(self, actions):
+        x, y = jnp.clip(actions[:, 0], -1.0, 1.0)
+        (jx, jy), (cx, cy), w = self.JUNCTION, self.CENTRE, self.HALF_WIDTH
+        # the points of each segment nearest to (x, y), and the length to go from there
+        on_first = jnp.hypot(x - jnp.clip(x, 0.0, jx), y) <= w
+        to_go_first = (jx - jnp.clip(x, 0.0, jx)) + (cy - jy)
+        on_second = jnp.hypot(x - jx, y - jnp.clip(y, jy, cy - self.RADIUS)) <= w
+        to_go_second = cy - jnp.clip(y, jy, cy)
+        d_centre = jnp.hypot(x - cx, y - cy)
+        in_circle = d_centre <= self.RADIUS
+        # where pieces overlap (around the junction, at the circle's edge) the shortest length to go
+        to_go = jnp.minimum(jnp.minimum(jnp.where(on_first, to_go_first, jnp.inf), jnp.where(on_second, to_go_second, jnp.inf)),
+                            jnp.where(in_circle, d_centre, jnp.inf))
+        return jnp.where(on_first | on_second | in_circle, 5.0 * (1.0 - to_go / (cy - jy + jx)), -jnp.hypot(x, y))
