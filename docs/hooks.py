@@ -1,10 +1,14 @@
 """MkDocs hook: the configuration reference, generated from the config classes when the site
-is built (so it cannot drift from the code). It replaces ``<!-- config-reference -->``."""
+is built (so it cannot drift from the code). ``<!-- config-reference -->`` becomes every
+section's keys; ``<!-- keys: happo, mappo -->`` on an algorithm's page becomes those
+algorithms' keys."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 MARKER = "<!-- config-reference -->"
+KEYS = re.compile(r"<!-- keys: ([a-z0-9_, ]+) -->")
 
 
 def _rows(cls, skip=()):
@@ -30,5 +34,13 @@ def reference() -> str:
     return "\n\n".join(parts)
 
 
+def algorithm_keys(names: str) -> str:
+    from meharl.algorithms import ALGORITHMS
+
+    return "\n\n".join(f"`algo={n}`: {ALGORITHMS[n].description}\n\n" + _rows(ALGORITHMS[n].Config)
+                       for n in (name.strip() for name in names.split(",")))
+
+
 def on_page_markdown(markdown, page, config, files):
-    return markdown.replace(MARKER, reference()) if MARKER in markdown else markdown
+    markdown = markdown.replace(MARKER, reference()) if MARKER in markdown else markdown
+    return KEYS.sub(lambda m: algorithm_keys(m.group(1)), markdown)
