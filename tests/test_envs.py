@@ -100,7 +100,7 @@ def test_differentiable_game():
 
 
 def test_ader_path_game_rewards_progress_along_the_path_and_penalises_leaving_it():
-    """The path game's reward (docs/environments.md): 0 at the origin, 2.5 at the junction
+    """The path game's reward (docs/environments/matrix.md): 0 at the origin, 2.5 at the junction
     (0.6, 0), 5 at the circle's centre (0.6, 0.6), growing along both segments; off the path
     minus the distance from the origin, so a step of agent 2 before the junction costs."""
     env = make("matrix/ader_path")

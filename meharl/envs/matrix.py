@@ -102,7 +102,7 @@ class PathGame(_OneStepGame):
     """ADER's continuous cooperative matrix game (Kim & Sung, ICML 2023, Section 3.1, Figure 1):
     the joint action (a1, a2) in [-1, 1]^2 is a position. A narrow path runs from the origin to
     (0.6, 0) and on to (0.6, 0.55), where a circle of radius 0.05 centred at (0.6, 0.6) begins.
-    The paper gives neither the path's width nor the reward formula; ours (docs/environments.md):
+    The paper gives neither the path's width nor the reward formula; ours (docs/environments/matrix.md):
 
     - the path is every point within ``HALF_WIDTH`` = 0.05 of its two segments, and the circle;
     - on it, r = 5 (1 - L / 1.2), L the length still to go along the path to the circle's
