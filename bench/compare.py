@@ -58,9 +58,10 @@ def main():
         }
         run_dirs.append(str(run_dir))
         print(json.dumps({algo: results[algo]}), flush=True)
-    plot_runs(run_dirs, out / "compare.png", metric, list(configs))
-    (out / "compare.json").write_text(json.dumps({"env": a.env, "steps": a.steps, "seeds": a.seeds,
-                                                  "late_window": window, "results": results}, indent=1))
+        # after every algorithm, so that a comparison stopped part way keeps what it measured
+        plot_runs(run_dirs, out / "compare.png", metric, list(results))
+        (out / "compare.json").write_text(json.dumps({"env": a.env, "steps": a.steps, "seeds": a.seeds,
+                                                      "late_window": window, "results": results}, indent=1))
 
 
 if __name__ == "__main__":
