@@ -189,6 +189,18 @@ class ValueNorm(typing.NamedTuple):
         mean, std = self.stats()
         return x * std + mean
 
+    def targets(self, y, on: bool):
+        """A critic's regression targets y: with value normalisation on, the statistics updated
+        with y and y normalised by them; off, both unchanged. Returns (statistics, targets)."""
+        if not on:
+            return self, y
+        value_norm = self.update(y)
+        return value_norm, value_norm.normalize(y)
+
+    def values(self, q, on: bool):
+        """A critic's outputs in the return's scale: de-normalised when value normalisation is on."""
+        return self.denormalize(q) if on else q
+
 
 def regression_loss(err, cfg):
     """The critic's per-sample loss of an error: 0.5 err^2 or Huber(delta)."""

@@ -127,7 +127,7 @@ class HAD3QN(Algorithm):
     def critic_values(self, params, value_norm, state):
         """Q(s, .) over the joint actions [..., J], de-normalised."""
         q = self.critic.apply(params, state, jnp.ones_like(state), jnp.ones(self.n_joint))
-        return value_norm.denormalize(q) if self.cfg.value_norm else q
+        return value_norm.values(q, self.cfg.value_norm)
 
     def update(self, ts: HAD3QNState, batch: Batch, key):
         cfg, slots = self.cfg, self.slots
@@ -136,9 +136,8 @@ class HAD3QN(Algorithm):
         a_star = self.greedy(ts.target_local_params, batch.next_obs, batch.next_action_mask)
         next_q = jnp.take_along_axis(self.critic_values(ts.target_critic_params, ts.value_norm, batch.next_state),
                                      self.joint_index(a_star)[:, None], -1)[:, 0]
-        y = batch.reward + batch.discount * next_q
-        value_norm = ts.value_norm.update(y) if cfg.value_norm else ts.value_norm
-        y = jax.lax.stop_gradient(value_norm.normalize(y) if cfg.value_norm else y)
+        value_norm, y = ts.value_norm.targets(batch.reward + batch.discount * next_q, cfg.value_norm)
+        y = jax.lax.stop_gradient(y)
 
         def critic_loss(params):
             q = self.critic.apply(params, batch.state, jnp.ones_like(batch.state), jnp.ones(self.n_joint))

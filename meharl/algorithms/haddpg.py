@@ -129,7 +129,7 @@ class HADDPG(Algorithm):
     def q(self, critic_params, value_norm, state, joint_action):
         """The critics' de-normalised values [n_q, B]."""
         q = self.critic(critic_params, state, joint_action)
-        return value_norm.denormalize(q) if self.cfg.value_norm else q
+        return value_norm.values(q, self.cfg.value_norm)
 
     def td_target(self, ts: DDPGState, batch: Batch, key):
         """y = R + discount * min_j Q'_j(s', a') (the min is over one critic for DDPG)."""
@@ -175,11 +175,7 @@ class HADDPG(Algorithm):
     def update(self, ts: DDPGState, batch: Batch, key):
         cfg = self.cfg
         k_target, k_actor = jax.random.split(key)
-        y = self.td_target(ts, batch, k_target)
-        value_norm = ts.value_norm
-        if cfg.value_norm:
-            value_norm = value_norm.update(y)
-            y = value_norm.normalize(y)
+        value_norm, y = ts.value_norm.targets(self.td_target(ts, batch, k_target), cfg.value_norm)
         critic_params, critic_opt, critic_loss, q_pred = self.critic.fit(ts.critic_params, ts.critic_opt, batch.state,
                                                                          batch.action, y)
 

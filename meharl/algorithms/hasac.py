@@ -219,7 +219,7 @@ class HASAC(Algorithm):
         value_norm_actor=normalized, the reference's choice)."""
         q = self.critic(critic_params, state, joint_action)
         keep_normalized = for_actor and self.cfg.value_norm_actor == "normalized"
-        return value_norm.denormalize(q) if self.cfg.value_norm and not keep_normalized else q
+        return value_norm.values(q, self.cfg.value_norm and not keep_normalized)
 
     def actor_loss(self, params, i, critic_params, value_norm, batch: Batch, actions, key, log_alpha_i):
         """Eq. 10's objective for agent i, alive-weighted: E[alpha_i log pi_i(a_i|o_i) - min_j Q_j(s, a_i, a^{-i})],
@@ -321,11 +321,7 @@ class HASAC(Algorithm):
         k_next, k_actor = jax.random.split(key)
 
         # --- soft policy evaluation (Eq. 9)
-        y = self.soft_q_target(ts, batch, k_next)[0]
-        value_norm = ts.value_norm
-        if cfg.value_norm:
-            value_norm = value_norm.update(y)
-            y = value_norm.normalize(y)
+        value_norm, y = ts.value_norm.targets(self.soft_q_target(ts, batch, k_next)[0], cfg.value_norm)
         critic_params, critic_opt, critic_loss, q_pred = self.critic.fit(ts.critic_params, ts.critic_opt, batch.state,
                                                                          batch.action, y)
 

@@ -270,7 +270,9 @@ class OnPolicyHA(Algorithm):
     def advantages(self, ts: OnPolicyState, ro: Rollout):
         """(normalised advantages [C, L], their std, returns [C, L]) of step 1 of the module docstring."""
         cfg = self.cfg
-        denorm = ts.value_norm.denormalize if cfg.value_norm else (lambda x: x)
+        def denorm(v):
+            return ts.value_norm.values(v, cfg.value_norm)
+
         entropy_term = cfg.alpha * jnp.sum(ro.logp * ro.alive, -1)  # alpha sum_i log pi_i(a_i|o_i)
         adv_v = gae(ro.reward - entropy_term, denorm(ro.value), denorm(ro.next_value), ro.terminated, ro.truncated,
                     cfg.gamma, cfg.gae_lambda, cfg.truncation)
@@ -365,11 +367,12 @@ class OnPolicyHA(Algorithm):
             loss = jnp.maximum(loss, regression_loss(target - v_clipped, self.cfg))
         return loss.mean()
 
-    def fit_critic(self, ts: OnPolicyState, ro: Rollout, returns, value_norm, key):
+    def fit_critic(self, ts: OnPolicyState, ro: Rollout, target, key):
+        """``critic_epoch`` epochs of minibatch steps onto ``target`` (the returns, normalised
+        under value_norm)."""
         cfg = self.cfg
         s, old_value = self.chunks(ro.state), self.chunks(ro.value)
         h0, start = (self.chunks(ro.critic_h)[:, 0], self.chunks(ro.start)) if self.recurrent else (None, None)
-        target = value_norm.normalize(returns) if cfg.value_norm else returns
 
         def epoch(carry, k):
             def step(carry, idx):
@@ -380,7 +383,7 @@ class OnPolicyHA(Algorithm):
                 upd, opt = self.critic_tx.update(g, opt, params)
                 return (optax.apply_updates(params, upd), opt), loss
 
-            return jax.lax.scan(step, carry, minibatches(k, returns.shape[0], cfg.critic_num_mini_batch))
+            return jax.lax.scan(step, carry, minibatches(k, target.shape[0], cfg.critic_num_mini_batch))
 
         (params, opt), losses = jax.lax.scan(epoch, (ts.critic_params, ts.critic_opt), jax.random.split(key, cfg.critic_epoch))
         return params, opt, losses.mean()
@@ -392,8 +395,8 @@ class OnPolicyHA(Algorithm):
         adv, std, returns = self.advantages(ts, ro)
         entropy_weight = cfg.entropy_coef + cfg.alpha / std
         actor_params, actor_opt, stats, _ = self.improve_actors(ts, ro, adv, entropy_weight, k_actor)
-        value_norm = ts.value_norm.update(returns) if cfg.value_norm else ts.value_norm
-        critic_params, critic_opt, value_loss = self.fit_critic(ts, ro, returns, value_norm, k_critic)
+        value_norm, target = ts.value_norm.targets(returns, cfg.value_norm)
+        critic_params, critic_opt, value_loss = self.fit_critic(ts, ro, target, k_critic)
         new = OnPolicyState(actor_params, actor_opt, critic_params, critic_opt, value_norm, ts.updates + 1)
         return new, {"value_loss": value_loss, **stats}
 
