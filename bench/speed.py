@@ -7,6 +7,8 @@ Pairs (same algorithm, task and settings):
       which favours HARL) and one evaluation.
   HAPPO, MAPPO on simple_spread (continuous), HARL's tuned MPE settings (20 envs x 200 steps,
       [128, 128], 5 epochs, 1 minibatch): meharl vs HARL's own PyTorch code (../shared/anchors/harl_bench.sh)
+  QMIX, VDN on simple_spread (discrete), JaxMARL's ql_rnn_mpe settings: meharl vs JaxMARL's
+      baselines (QLearning/qmix_rnn.py, vdn_rnn.py), both recurrent; its time includes tests of 8 envs.
   MAPPO on simple_spread (discrete), JaxMARL's MAPPO settings (16 envs x 128 steps, 4 epochs,
       4 minibatches, 128 units, lr 2e-3): meharl vs JaxMARL's baseline (jaxmarl_bench.sh). JaxMARL's
       actor and critic are recurrent (FC 128 + GRU 128): once against meharl's [128, 128] MLPs, once
@@ -20,6 +22,7 @@ the compiled call, compile apart). Rounds alternate meharl and the anchor; media
 
   python bench/speed.py --rounds 2 --out bench/measured/cpu-2026-12-06/onpolicy_speed.json
   python bench/speed.py --rounds 2 --only hatd3_spread_harl,had3qn_spread_discrete_harl --out ...
+  python bench/speed.py --rounds 2 --only qmix_spread_discrete_jaxmarl,vdn_spread_discrete_jaxmarl --out ...
 """
 from __future__ import annotations
 
@@ -60,25 +63,31 @@ PAIRS = [
       "critic_epoch": 4, "actor_num_mini_batch": 4, "critic_num_mini_batch": 4, "actor_lr": 2e-3, "critic_lr": 2e-3,
       "use_recurrent_policy": "true", "data_chunk_length": 128},
      ["jaxmarl_bench.sh", "mappo", "MPE_simple_spread_v3", "49152"]),
+    # JaxMARL's ql_rnn_mpe settings (8 envs x 26-step sequences, GRU 64, batch 32, one update per
+    # block; its agents see obs + id, no last action); JaxMARL tests 8 envs (not 512) every 5% of
+    # updates and learns from the start, so its time is training's; 50 blocks per timed call here
+    *[(f"{algo}_spread_discrete_jaxmarl",
+       {"algo": algo, "env": "mpe/simple_spread_discrete", "sequence_length": 26, "obs_last_action": "false"},
+       ["jaxmarl_bench.sh", algo, "MPE_simple_spread_v3", "208000", "TEST_NUM_ENVS=8", "LEARNING_STARTS=0"], 50)
+      for algo in ("qmix", "vdn")],
 ]
 
 
-def ours(overrides: dict, iters: int) -> dict:
+def ours(overrides: dict, iters: int, blocks: int = 1) -> dict:
     exp = Experiment(resolve({**overrides, "seeds": "0"}), "/tmp/meharl_speed", quiet=True)
     rs = exp.loop.init(exp.seed_keys())
-    if exp.runner.algo.learner == "off_policy":
-        rs = exp.loop.warmup(rs)
+    rs = exp.loop.warmup(rs)
     t0 = time.perf_counter()
-    rs, _ = exp.loop.chunk(rs, 1)
+    rs, _ = exp.loop.chunk(rs, blocks)
     jax.block_until_ready(rs)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(iters):
-        rs, _ = exp.loop.chunk(rs, 1)
+        rs, _ = exp.loop.chunk(rs, blocks)
     jax.block_until_ready(rs)
     wall = time.perf_counter() - t0
-    steps = iters * exp.schedule.block_env_steps
-    updates = iters * exp.schedule.updates_per_block  # on-policy: one (multi-epoch) update per iteration
+    steps = iters * blocks * exp.schedule.block_env_steps
+    updates = iters * blocks * exp.schedule.updates_per_block  # on-policy: one (multi-epoch) update per iteration
     out = {"env_steps": steps, "wall_s": wall, "env_steps_per_s": steps / wall, "updates_per_s": updates / wall,
            "compile_s": compile_s}
     if exp.runner.algo.learner == "off_policy":
@@ -112,10 +121,10 @@ def main():
     p.add_argument("--out", default=None)
     a = p.parse_args()
     results = {}
-    for name, overrides, cmd in PAIRS:
+    for name, overrides, cmd, *blocks in PAIRS:
         if a.only and name not in a.only.split(","):
             continue
-        rounds = [(ours(overrides, a.iters), anchor(cmd)) for _ in range(a.rounds)]
+        rounds = [(ours(overrides, a.iters, *blocks), anchor(cmd)) for _ in range(a.rounds)]
         m = statistics.median(r[0]["env_steps_per_s"] for r in rounds)
         ref = statistics.median(r[1]["env_steps_per_s"] for r in rounds)
         results[name] = {

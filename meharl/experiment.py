@@ -43,6 +43,7 @@ from meharl.plotting import plot_runs
 from meharl.runners.host import HostOffPolicyRunner, HostOnPolicyRunner
 from meharl.runners.offpolicy import OffPolicyRunner
 from meharl.runners.onpolicy import OnPolicyRunner
+from meharl.runners.sequence import SequenceRunner
 
 # Packages whose versions change a run's numbers: another JAX release, for one, compiles the
 # same program into float reductions of another order, so a seed follows another trajectory.
@@ -55,7 +56,8 @@ EVAL_FIELDS = ["seed", "env_steps", "wall_time", "eval_return_mean", "eval_retur
 
 # (learner kind, host-stepped env) -> runner class
 RUNNERS = {("off_policy", False): OffPolicyRunner, ("off_policy", True): HostOffPolicyRunner,
-           ("on_policy", False): OnPolicyRunner, ("on_policy", True): HostOnPolicyRunner}
+           ("on_policy", False): OnPolicyRunner, ("on_policy", True): HostOnPolicyRunner,
+           ("sequence", False): SequenceRunner}
 
 
 class NaNError(RuntimeError):
@@ -64,8 +66,12 @@ class NaNError(RuntimeError):
 
 def build(cfg: Config):
     """The environment (for host-stepped ones: the factory of one env) and the runner."""
+    kind = ALGORITHMS[cfg.algo].learner, is_host(cfg.env)
+    if kind not in RUNNERS:
+        raise ValueError(f"algo={cfg.algo} runs on the JAX environments only, not yet on the host-stepped {cfg.env} "
+                         "(JAX versions: mpe/..., smax/..., matrix/...)")
     env = make(cfg.env, **env_options(cfg))
-    runner = RUNNERS[ALGORITHMS[cfg.algo].learner, is_host(cfg.env)](env, None, cfg)
+    runner = RUNNERS[kind](env, None, cfg)
     runner.algo = ALGORITHMS[cfg.algo](runner.spec, cfg, runner.total_updates)
     return env, runner
 

@@ -242,6 +242,7 @@ class GRUTorso(nn.Module):
 
     hidden: Sequence[int]
     feature_norm: bool = False
+    out_norm: bool = True  # the LayerNorm on the output (HARL's; pymarl's RNNAgent has none)
 
     @nn.compact
     def __call__(self, x, mask, h, start):
@@ -250,7 +251,7 @@ class GRUTorso(nn.Module):
         # not flax's default orthogonal recurrent init (jaxlib 0.10's batched QR, see _dense)
         cell = nn.GRUCell(self.hidden[-1], recurrent_kernel_init=nn.initializers.lecun_normal())
         h, _ = cell(h, nn.relu(x))
-        return nn.LayerNorm()(h), h
+        return (nn.LayerNorm()(h) if self.out_norm else h), h
 
 
 class RecurrentPolicy(StochasticPolicy):
@@ -273,6 +274,19 @@ class RecurrentV(nn.Module):
     def __call__(self, state, h, start):
         x, h = GRUTorso(self.hidden, self.feature_norm)(state, jnp.ones_like(state), h, start)
         return _dense(1)(x)[..., 0], h
+
+
+class RecurrentQ(nn.Module):
+    """pymarl's RNNAgent: Dense + ReLU, a GRU cell reset where an episode starts, a linear head
+    of one value per action: (x, h, start) -> (Q [..., A], h')."""
+
+    hidden: int
+    n_actions: int
+
+    @nn.compact
+    def __call__(self, x, h, start):
+        x, h = GRUTorso((self.hidden,), out_norm=False)(x, jnp.ones_like(x), h, start)
+        return _dense(self.n_actions)(x), h
 
 
 def gaussian_log_prob(out, dim_mask, action):

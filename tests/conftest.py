@@ -1,7 +1,21 @@
 """Shared test helpers."""
+import jax
 import pytest
 
 from meharl.experiment import Experiment
+
+
+def random_return(exp, episodes=40):
+    """The team return of the uniform random policy on the task of the experiment ``exp``."""
+    from meharl.runners.offpolicy import play_episodes
+
+    algo = exp.runner.algo
+
+    def act(k, _, ts):
+        keys = jax.random.split(k, ts.action_mask.shape[0])
+        return algo.env_actions(jax.vmap(algo.random_actions)(ts.action_mask, keys))
+
+    return float(play_episodes(exp.env, act, jax.random.PRNGKey(7), episodes)[0].mean())
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import random_return
 
 from meharl.algorithms import HAD3QN, HADDPG, HATD3, MADDPG
 from meharl.buffer import Batch
@@ -128,19 +129,6 @@ def test_action_kinds_and_joint_action_size_are_checked_before_compiling():
               quiet=True)
 
 
-def _random_return(exp, episodes=40):
-    """The team return of the uniform random policy on the run's task."""
-    from meharl.runners.offpolicy import play_episodes
-
-    algo = exp.runner.algo
-
-    def act(k, _, ts):
-        keys = jax.random.split(k, ts.action_mask.shape[0])
-        return algo.env_actions(jax.vmap(algo.random_actions)(ts.action_mask, keys))
-
-    return float(play_episodes(exp.env, act, jax.random.PRNGKey(7), episodes)[0].mean())
-
-
 SPREAD_SMALL = {"total_steps": 40_000, "warmup_steps": 5_000, "eval_interval": 35_000, "n_envs": 10, "batch_size": 256,
                 "hidden_sizes": "64,64"}
 
@@ -154,8 +142,8 @@ def test_simple_spread_beats_random(tmp_path, algo):
     env = "mpe/simple_spread_discrete" if algo == "had3qn" else "mpe/simple_spread"
     heads = {"dueling_v_hidden_sizes": "64", "dueling_a_hidden_sizes": "64"} if algo == "had3qn" else {}
     exp = train({"algo": algo, "env": env, **SPREAD_SMALL, **heads}, run_dir=tmp_path, quiet=True)
-    random_return, learned = _random_return(exp), exp.rows[-1]["eval_return_mean"]
-    assert learned > random_return + 10, (learned, random_return)
+    random, learned = random_return(exp), exp.rows[-1]["eval_return_mean"]
+    assert learned > random + 10, (learned, random)
 
 
 @pytest.mark.parametrize("algo", ["hatd3", "maddpg"])

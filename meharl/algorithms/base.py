@@ -3,7 +3,8 @@
 An algorithm is a class with
 
     Config        its typed config dataclass (keys, defaults, one-line help, checks)
-    learner       "off_policy" (replay, runners/offpolicy.py) or "on_policy" (rollouts, runners/onpolicy.py)
+    learner       "off_policy" (replay, runners/offpolicy.py), "on_policy" (rollouts, runners/onpolicy.py)
+                  or "sequence" (a replay of recurrent sequences, runners/sequence.py)
     continuous, discrete, masked   the action spaces it handles (masked: per-state available actions)
     metrics       the names of the metrics its ``update`` returns (the columns of metrics.csv)
     spans_run     the keys whose schedules span total_steps (a finished run with one of them

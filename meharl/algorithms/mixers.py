@@ -1,0 +1,78 @@
+"""Mixers: the joint value of the agents' values given the global state.
+
+    VDN   Q_tot = sum_i Q_i                                        (Sunehag et al. 2018)
+    QMIX  Q_tot = w_2(s)^T elu(W_1(s)^T q + b_1(s)) + V(s),  W_1, w_2 >= 0   (Rashid et al. 2018)
+
+QMIX's weights come from hypernetworks of the state made non-negative by an absolute value,
+so Q_tot is monotone in every Q_i (pymarl's QMixer: ``hypernet_layers`` 1 is a linear
+hypernetwork, 2 a ReLU hidden layer of ``hypernet_embed`` units; V(s) has a ReLU hidden layer
+of ``mixing_embed_dim``).
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from meharl.networks import _dense
+
+
+def hypernet(out: int, layers: int, embed: int):
+    """A Dense (layers 1) or Dense-ReLU-Dense (layers 2) hypernetwork of the state."""
+    if layers == 1:
+        return _dense(out)
+    return nn.Sequential([_dense(embed), nn.relu, _dense(out)])
+
+
+class QMixer(nn.Module):
+    embed: int = 32
+    hypernet_layers: int = 2
+    hypernet_embed: int = 64
+
+    @nn.compact
+    def __call__(self, q, state):
+        """q [..., n], state [..., S] -> Q_tot [...]."""
+        n = q.shape[-1]
+        w1 = jnp.abs(hypernet(self.embed * n, self.hypernet_layers, self.hypernet_embed)(state))
+        w1 = w1.reshape(state.shape[:-1] + (n, self.embed))
+        b1 = _dense(self.embed)(state)
+        w2 = jnp.abs(hypernet(self.embed, self.hypernet_layers, self.hypernet_embed)(state))
+        v = nn.Sequential([_dense(self.embed), nn.relu, _dense(1)])(state)[..., 0]
+        hidden = nn.elu(jnp.einsum("...n,...ne->...e", q, w1) + b1)
+        return jnp.sum(hidden * w2, -1) + v
+
+
+class MonotoneTransform(nn.Module):
+    """Soft-QMIX's g_i (Eq. 8, with the residual of its Appendix G): every agent's values,
+    each action's alone, through a monotone one-input network whose weights are hypernetworks
+    of the state made non-negative,
+
+        g_i(x; s) = x + sum_k |W2_ik(s)| elu(|W1_ik(s)| x + b1_ik(s)) + b2_i(s),
+
+    so the order of an agent's action values (its argmax) is kept. x [..., n, A] -> [..., n, A]."""
+
+    embed: int = 32
+    hypernet_embed: int = 64
+
+    @nn.compact
+    def __call__(self, x, state):
+        n, lead = x.shape[-2], state.shape[:-1]
+        shape = lead + (n, 1, self.embed)
+        w1 = jnp.abs(hypernet(n * self.embed, 2, self.hypernet_embed)(state)).reshape(shape)
+        b1 = _dense(n * self.embed)(state).reshape(shape)
+        w2 = jnp.abs(hypernet(n * self.embed, 2, self.hypernet_embed)(state)).reshape(shape)
+        b2 = hypernet(n, 2, self.hypernet_embed)(state).reshape(lead + (n, 1))
+        return x + jnp.sum(w2 * nn.elu(w1 * x[..., None] + b1), -1) + b2
+
+
+class AffineTransform(nn.Module):
+    """Soft-QMIX's f_i (its Table 5: one hypernetwork layer, no embedding):
+    f_i(x; s) = |w_i(s)| x + b_i(s), increasing in x. x [..., n, A] -> [..., n, A]."""
+
+    hypernet_embed: int = 64
+
+    @nn.compact
+    def __call__(self, x, state):
+        n = x.shape[-2]
+        w = jnp.abs(hypernet(n, 2, self.hypernet_embed)(state))[..., None]
+        b = hypernet(n, 2, self.hypernet_embed)(state)[..., None]
+        return w * x + b

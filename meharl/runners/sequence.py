@@ -1,0 +1,124 @@
+"""The value-based training loop (QMIX, VDN, Soft-QMIX, FOP, ADER) over JAX environments,
+compiled end to end, seeds vmapped like the other loops.
+
+One *block* (pymarl's parallel runner, JaxMARL's ``_update_step``): the ``n_envs`` envs are
+reset and run ``sequence_length`` steps with the training policy (an episode that ends is
+restarted at once); each env's steps are one :class:`~meharl.algorithms.value.Sequence` in a
+replay of sequences (flashbax's item buffer); then ``updates_per_block`` updates, each on
+``batch_size`` sequences sampled uniformly. The first blocks only collect (``warmup``), until
+the replay holds ``batch_size`` sequences and ``learning_starts`` env steps are done. The
+runner state's ``carry`` is the env-step count (the exploration schedules' clock).
+"""
+from __future__ import annotations
+
+import math
+
+import flashbax as fbx
+import jax
+import jax.numpy as jnp
+
+from meharl.algorithms.value import Sequence
+from meharl.envs.core import step_autoreset
+from meharl.runners.offpolicy import RunnerState, Schedule, SeedLoop, evaluate_policy, over_seeds
+
+
+def sequence_length(cfg, spec) -> int:
+    return cfg.sequence_length or spec.max_steps
+
+
+def sequence_schedule(cfg, spec) -> Schedule:
+    block_env_steps = cfg.n_envs * sequence_length(cfg, spec)
+    warm_blocks = max(math.ceil(cfg.batch_size / cfg.n_envs), math.ceil(cfg.learning_starts / block_env_steps))
+    remaining = max(cfg.total_steps - warm_blocks * block_env_steps, 0)
+    return Schedule(warmup_vector_steps=warm_blocks * sequence_length(cfg, spec), block_env_steps=block_env_steps,
+                    updates_per_block=cfg.updates_per_block, blocks=math.ceil(remaining / block_env_steps),
+                    blocks_per_eval=max(1, round(cfg.eval_interval / block_env_steps)))
+
+
+class SequenceRunner:
+    def __init__(self, env, algo, cfg, spec=None):
+        self.env, self.algo, self.cfg = env, algo, cfg
+        self.spec = env.spec if spec is None else spec
+        self.length = sequence_length(cfg, self.spec)
+        self.schedule = sequence_schedule(cfg, self.spec)
+        self.warm_blocks = self.schedule.warmup_vector_steps // self.length
+        # the replay holds no more than the run fills (as runners/offpolicy.py)
+        capacity = min(cfg.buffer_size, (self.warm_blocks + self.schedule.blocks) * cfg.n_envs)
+        self.replay = fbx.make_item_buffer(max_length=max(capacity, cfg.batch_size), min_length=1,
+                                           sample_batch_size=cfg.batch_size, add_sequences=True)
+
+    @property
+    def total_updates(self) -> int:
+        return self.schedule.blocks * self.schedule.updates_per_block
+
+    def init(self, key) -> RunnerState:
+        k_algo, k_env, k_run = jax.random.split(key, 3)
+        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.n_envs))
+        algo_state = self.algo.init(k_algo)
+        example = jax.eval_shape(lambda: self.collect(algo_state, k_run, jnp.zeros((), jnp.int32)))
+        buffer = self.replay.init(jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), example))
+        return RunnerState(algo_state, buffer, env_state, ts, k_run, jnp.zeros((), jnp.int32))
+
+    def compile(self, n_seeds: int) -> SeedLoop:
+        init = jax.jit(over_seeds(self.init, n_seeds))
+        return SeedLoop(
+            init=init,
+            warmup=jax.jit(over_seeds(self.warmup, n_seeds), donate_argnums=0),
+            chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), static_argnums=1, donate_argnums=0),
+            evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
+            template=lambda keys: jax.eval_shape(init, keys),
+            resumed=lambda rs, blocks_done: rs,
+        )
+
+    def close(self):
+        """Nothing to release: the environments live inside the compiled program."""
+
+    def collect(self, algo_state, key, env_steps) -> Sequence:
+        """Each env's ``sequence_length`` steps from a reset: [n_envs, T, ...]."""
+        algo, n_envs = self.algo, self.cfg.n_envs
+        k_reset, k_run = jax.random.split(key)
+        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_reset, n_envs))
+
+        def step(c, k):
+            env_state, ts, carry, start, t = c
+            k_act, k_env = jax.random.split(k)
+            actions, carry = algo.act_step(algo_state, ts, k_act, carry, start, env_steps + t)
+            env_state, final, next_ts = jax.vmap(step_autoreset, in_axes=(None, 0, 0, 0))(
+                self.env, jax.random.split(k_env, n_envs), env_state, algo.env_actions(actions))
+            f32 = jnp.float32
+            seq = Sequence(obs=ts.obs, state=ts.state, action=algo.env_actions(actions).astype(jnp.int32),
+                           avail=ts.action_mask, alive=ts.alive, start=start, reward=final.reward,
+                           terminated=final.terminated.astype(f32), done=final.done.astype(f32), next_obs=final.obs,
+                           next_state=final.state, next_avail=final.action_mask)
+            return (env_state, next_ts, carry, final.done.astype(f32), t + n_envs), seq
+
+        init = (env_state, ts, algo.carry((n_envs,)), jnp.ones(n_envs), jnp.zeros((), jnp.int32))
+        _, seq = jax.lax.scan(step, init, jax.random.split(k_run, self.length))
+        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), seq)
+
+    def _collect(self, rs: RunnerState) -> RunnerState:
+        key, k_collect = jax.random.split(rs.key)
+        seq = self.collect(rs.algo, k_collect, rs.carry)
+        return rs._replace(buffer=self.replay.add(rs.buffer, seq), key=key,
+                           carry=rs.carry + self.cfg.n_envs * self.length)
+
+    def warmup(self, rs: RunnerState) -> RunnerState:
+        return jax.lax.scan(lambda r, _: (self._collect(r), None), rs, None, self.warm_blocks)[0]
+
+    def _update(self, rs: RunnerState, _):
+        key, k_sample, k_update = jax.random.split(rs.key, 3)
+        seq = self.replay.sample(rs.buffer, k_sample).experience
+        algo_state, metrics = self.algo.update(rs.algo, seq, k_update)
+        return rs._replace(algo=algo_state, key=key), metrics
+
+    def block(self, rs: RunnerState, _):
+        rs = self._collect(rs)
+        rs, metrics = jax.lax.scan(self._update, rs, None, self.schedule.updates_per_block)
+        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
+
+    def chunk(self, rs: RunnerState, n_blocks: int):
+        rs, metrics = jax.lax.scan(self.block, rs, None, n_blocks)
+        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
+
+    def evaluate(self, algo_state, key):
+        return evaluate_policy(self.env, self.algo, algo_state, key, self.cfg.eval_episodes)
