@@ -165,14 +165,22 @@ class RecurrentAgents(Algorithm):
             parts.append(jnp.broadcast_to(jnp.eye(self.n), obs.shape[:-1] + (self.n,)))
         return jnp.concatenate(parts, -1)
 
-    def q_step(self, agent_params, x, h, start):
-        """One step of every agent: x [..., n, D], h [..., n, H], start [...] -> (Q [..., n, A], h')."""
-        start = jnp.broadcast_to(start[..., None], x.shape[:-1])
+    def agents(self, agent_params):
+        """One step of every agent as a function (x [..., n, D], h [..., n, H], start [...]) ->
+        (Q [..., n, A], h'); the shared parameter set is sliced here, once, not in every step."""
         if self.n_slots == 1:
-            return self.agent.apply(jax.tree.map(lambda p: p[0], agent_params), x, h, start)
-        move = lambda a: jnp.moveaxis(a, -2 if a.ndim == x.ndim else -1, 0)  # noqa: E731 agent axis first
-        q, h = jax.vmap(self.agent.apply)(agent_params, move(x), move(h), jnp.moveaxis(start, -1, 0))
-        return jnp.moveaxis(q, 0, -2), jnp.moveaxis(h, 0, -2)
+            shared = jax.tree.map(lambda p: p[0], agent_params)
+
+            def step(x, h, start):
+                return self.agent.apply(shared, x, h, jnp.broadcast_to(start[..., None], x.shape[:-1]))
+            return step
+
+        def step(x, h, start):  # agent axis first, one parameter set each
+            move = lambda a: jnp.moveaxis(a, -2, 0)  # noqa: E731
+            start = jnp.broadcast_to(start[..., None], x.shape[:-1])
+            q, h = jax.vmap(self.agent.apply)(agent_params, move(x), move(h), jnp.moveaxis(start, -1, 0))
+            return jnp.moveaxis(q, 0, -2), jnp.moveaxis(h, 0, -2)
+        return step
 
     def carry(self, batch_shape) -> tuple:
         """Acting's recurrent state: (h [..., n, H], previous action [..., n, A]), zero."""
@@ -187,7 +195,7 @@ class RecurrentAgents(Algorithm):
         episode begins. Returns (Q [..., n, A], h')."""
         h, last = carry
         last = jnp.where(start[..., None, None] > 0, 0.0, last)
-        return self.q_step(params["agent"], self.inputs(obs, last), h, start)
+        return self.agents(params["agent"])(self.inputs(obs, last), h, start)
 
     def epsilon(self, env_steps):
         cfg = self.cfg
@@ -222,21 +230,33 @@ class RecurrentAgents(Algorithm):
     def unroll(self, agent_params, seq: Sequence):
         """Q of every step and of every step's successor, [B, T, n, A] each, and the hidden
         states after every step [B, T, n, H]: the GRU from the sequences' first step, zeroed
-        where an episode starts; the successor's Q one step from h_t on next_obs."""
+        where an episode starts. The successor's Q is the next step's inside an episode, else
+        one step from h_t on next_obs; that is computed only where it is needed, at a time limit
+        or the sequence's last step (after a termination it is not used): an episode runs at most
+        ``max_steps`` steps (EnvSpec), so a sequence of T steps that starts an episode holds at
+        most T // max_steps time limits, and the last step makes one more."""
         onehot = jax.nn.one_hot(seq.action, self.n_actions)
         last = jnp.concatenate([jnp.zeros_like(onehot[:, :1]), onehot[:, :-1]], 1)
         last = jnp.where(seq.start[..., None, None] > 0, 0.0, last)
         x = jnp.moveaxis(self.inputs(seq.obs, last), 1, 0)  # time first for the scan
 
+        agents = self.agents(agent_params)
+
         def step(h, xs):
             x_t, start_t = xs
-            q, h = self.q_step(agent_params, x_t, h, start_t)
+            q, h = agents(x_t, h, start_t)
             return h, (q, h)
 
         h0 = jnp.zeros(seq.obs.shape[:1] + (self.n, self.cfg.hidden_dim))
         _, (q, hs) = jax.lax.scan(step, h0, (x, jnp.moveaxis(seq.start, 1, 0)))
         q, hs = jnp.moveaxis(q, 0, 1), jnp.moveaxis(hs, 0, 1)
-        q_next, _ = self.q_step(agent_params, self.inputs(seq.next_obs, onehot), hs, jnp.zeros(seq.start.shape))
+        T = seq.start.shape[1]
+        bootstrap = (seq.done * (1.0 - seq.terminated)).at[:, -1].set(1.0)
+        k = jax.vmap(lambda m: jnp.nonzero(m > 0, size=T // self.spec.max_steps + 1, fill_value=T - 1)[0])(bootstrap)
+        take = lambda a: jnp.take_along_axis(a, k.reshape(k.shape + (1,) * (a.ndim - 2)), 1)  # noqa: E731
+        q_end, _ = agents(self.inputs(take(seq.next_obs), take(onehot)), take(hs), jnp.zeros(k.shape))
+        q_next = jnp.concatenate([q[:, 1:], q[:, -1:]], 1)
+        q_next = q_next.at[jnp.arange(k.shape[0])[:, None], k].set(q_end)
         return q, q_next, hs
 
     # ------------------------------------------------------------------ the update
