@@ -211,4 +211,6 @@ SOFT_QMIX = [_Q_MATRIX, *[Preset(f"{family}/*", dict(eval_interval=20_000, eval_
                     "Soft-QMIX Table 3: alpha in {0.1, 0.3, 1.0} on MPE spread; gamma 0.9 as JaxMARL's MPE QMIX "
                     "(with 0.99 the soft values diverged on spread, docs/algorithms/value-based.md)")]
 
-PRESETS.update(qmix=QMIX, vdn=VDN, soft_qmix=SOFT_QMIX)
+FOP = [_Q_MATRIX, *[Preset(f"{family}/*", dict(eval_interval=20_000, eval_episodes=32)) for family in ("mpe", "smax")]]
+
+PRESETS.update(qmix=QMIX, vdn=VDN, soft_qmix=SOFT_QMIX, fop=FOP)

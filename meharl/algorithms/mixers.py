@@ -11,6 +11,7 @@ of ``mixing_embed_dim``).
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from meharl.networks import _dense
@@ -76,3 +77,27 @@ class AffineTransform(nn.Module):
         w = jnp.abs(hypernet(n, 2, self.hypernet_embed)(state))[..., None]
         b = hypernet(n, 2, self.hypernet_embed)(state)[..., None]
         return w * x + b
+
+
+class FOPMixer(nn.Module):
+    """FOP's mixer (Zhang et al. 2021; the authors' code, liyheng/FOP ``modules/mixers/fop.py``):
+    the IGO factorisation Q_tot = sum_i lambda_i(s, u) (Q_i - V_i) + sum_i V_i + V(s) with
+    attention weights lambda_i = sum_h (|k_h(s)| + 1e-10) sigmoid(a_h(s))_i sigmoid(u_h(s, u))_i > 0.
+    As the code, the advantages enter the weighted term without gradient and the agents' Q_i
+    with gradient 1: Q_tot = sum_i (lambda_i - 1) sg(Q_i - V_i) + sum_i Q_i + V(s) (same value).
+    q, v [..., n]; joint_action [..., n, A] one-hots; state [..., S] -> Q_tot [...]."""
+
+    n_heads: int = 4
+    embed: int = 32
+
+    @nn.compact
+    def __call__(self, q, v, state, joint_action):
+        n = q.shape[-1]
+        state_action = jnp.concatenate([state, joint_action.reshape(joint_action.shape[:-2] + (-1,))], -1)
+        lam = 0.0
+        for _ in range(self.n_heads):
+            k = jnp.abs(_dense(1)(state)) + 1e-10
+            lam = lam + k * nn.sigmoid(_dense(n)(state)) * nn.sigmoid(_dense(n)(state_action))
+        v_s = nn.Sequential([_dense(self.embed), nn.relu, _dense(1)])(state)[..., 0]
+        adv = jax.lax.stop_gradient(q - v)
+        return jnp.sum((lam - 1.0) * adv, -1) + q.sum(-1) + v_s

@@ -54,7 +54,7 @@ class VDN(RecurrentAgents):
         """Q_tot [...] of the agents' values q [..., n] in state [..., S]."""
         return q.sum(-1)
 
-    def loss(self, params, target, seq: Sequence, key):
+    def loss(self, params, target, seq: Sequence, key, env_steps):
         cfg = self.cfg
         q, q_next, _ = self.unroll(params["agent"], seq)
         _, q_next_target, _ = self.unroll(target["agent"], seq)

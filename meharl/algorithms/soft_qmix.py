@@ -97,7 +97,7 @@ class SoftQMIX(RecurrentAgents):
         """A sample of Eq. 15's policy."""
         return jax.random.categorical(key, self.logits(params["mixer"], q, global_state, avail))
 
-    def loss(self, params, target, seq: Sequence, key):
+    def loss(self, params, target, seq: Sequence, key, env_steps):
         cfg, mixer = self.cfg, params["mixer"]
         q_loc, q_loc_next, _ = self.unroll(params["agent"], seq)
         _, q_loc_next_target, _ = self.unroll(target["agent"], seq)

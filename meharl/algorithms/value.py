@@ -260,14 +260,14 @@ class RecurrentAgents(Algorithm):
         return q, q_next, hs
 
     # ------------------------------------------------------------------ the update
-    def loss(self, params, target, seq: Sequence, key):
-        """(loss, metrics) of one batch of sequences."""
+    def loss(self, params, target, seq: Sequence, key, env_steps):
+        """(loss, metrics) of one batch of sequences, ``env_steps`` into the run (schedules)."""
         raise NotImplementedError
 
-    def update(self, state: ValueState, seq: Sequence, key):
+    def update(self, state: ValueState, seq: Sequence, key, env_steps):
         cfg = self.cfg
         seq = seq._replace(reward=seq.reward * cfg.reward_scale)
-        (_, metrics), g = jax.value_and_grad(self.loss, has_aux=True)(state.params, state.target, seq, key)
+        (_, metrics), g = jax.value_and_grad(self.loss, has_aux=True)(state.params, state.target, seq, key, env_steps)
         upd, opt = self.tx.update(g, state.opt, state.params)
         params = optax.apply_updates(state.params, upd)
         updates = state.updates + 1

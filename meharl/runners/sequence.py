@@ -108,7 +108,7 @@ class SequenceRunner:
     def _update(self, rs: RunnerState, _):
         key, k_sample, k_update = jax.random.split(rs.key, 3)
         seq = self.replay.sample(rs.buffer, k_sample).experience
-        algo_state, metrics = self.algo.update(rs.algo, seq, k_update)
+        algo_state, metrics = self.algo.update(rs.algo, seq, k_update, rs.carry)
         return rs._replace(algo=algo_state, key=key), metrics
 
     def block(self, rs: RunnerState, _):
