@@ -40,7 +40,7 @@ from meharl.algorithms import ALGORITHMS
 from meharl.config import Config, env_options, load_run, resolve
 from meharl.envs import headline_metric, is_host, make
 from meharl.plotting import plot_runs
-from meharl.runners.host import HostOffPolicyRunner, HostOnPolicyRunner
+from meharl.runners.host import HostOffPolicyRunner, HostOnPolicyRunner, HostSequenceRunner
 from meharl.runners.offpolicy import OffPolicyRunner
 from meharl.runners.onpolicy import OnPolicyRunner
 from meharl.runners.sequence import SequenceRunner
@@ -57,7 +57,7 @@ EVAL_FIELDS = ["seed", "env_steps", "wall_time", "eval_return_mean", "eval_retur
 # (learner kind, host-stepped env) -> runner class
 RUNNERS = {("off_policy", False): OffPolicyRunner, ("off_policy", True): HostOffPolicyRunner,
            ("on_policy", False): OnPolicyRunner, ("on_policy", True): HostOnPolicyRunner,
-           ("sequence", False): SequenceRunner}
+           ("sequence", False): SequenceRunner, ("sequence", True): HostSequenceRunner}
 
 
 class NaNError(RuntimeError):
@@ -66,12 +66,8 @@ class NaNError(RuntimeError):
 
 def build(cfg: Config):
     """The environment (for host-stepped ones: the factory of one env) and the runner."""
-    kind = ALGORITHMS[cfg.algo].learner, is_host(cfg.env)
-    if kind not in RUNNERS:
-        raise ValueError(f"algo={cfg.algo} runs on the JAX environments only, not yet on the host-stepped {cfg.env} "
-                         "(JAX versions: mpe/..., smax/..., matrix/...)")
     env = make(cfg.env, **env_options(cfg))
-    runner = RUNNERS[kind](env, None, cfg)
+    runner = RUNNERS[ALGORITHMS[cfg.algo].learner, is_host(cfg.env)](env, None, cfg)
     runner.algo = ALGORITHMS[cfg.algo](runner.spec, cfg, runner.total_updates)
     return env, runner
 

@@ -1,11 +1,12 @@
-"""The loops of ``offpolicy.py`` and ``onpolicy.py`` with the environments stepped on the host.
+"""The loops of ``offpolicy.py``, ``onpolicy.py`` and ``sequence.py`` with the environments stepped on the host.
 
 Same schedules, storage and updates as the compiled runners; only the env steps differ: one
 Gymnasium vector env (``envs/host.py``) holds ``n_envs`` envs for each seed, and every vector
 step is a jitted act over all seeds and one host step of all envs. Off-policy, each step's
 transition goes into the replay by a jitted insert (donated, in place) and a block's updates
 are one jitted scan; on-policy, the steps of a rollout are stacked and one jitted update
-learns from them. Both are vmapped over seeds. :class:`HostDriver` holds what the two share.
+learns from them; value-based, each block's sequences are stacked and inserted by one jitted
+call, its updates another. All are vmapped over seeds. :class:`HostDriver` holds what they share.
 
 Evaluation uses a second vector env of the same size: env j of a seed plays its share of the
 ``eval_episodes`` episodes with the deterministic policy, one after another.
@@ -24,9 +25,11 @@ import numpy as np
 
 from meharl.envs.core import TimeStep
 from meharl.envs.host import vector_env
+from meharl.algorithms.value import Sequence
 from meharl.rollout import Rollout
 from meharl.runners.offpolicy import OffPolicyRunner, RunnerState, SeedLoop, over_seeds, transition
 from meharl.runners.onpolicy import OnPolicyRunner
+from meharl.runners.sequence import SequenceRunner
 
 
 class HostDriver:
@@ -258,5 +261,66 @@ class HostOnPolicyRunner(HostDriver, OnPolicyRunner):
             steps, finals, ts, key = self._rollout(rs)
             algo, key, m = self._learn(rs.algo, key, steps, finals)
             rs = rs._replace(algo=algo, timestep=ts, key=key)
+            metrics.append(m)
+        return rs, jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *metrics)
+
+
+class HostSequenceRunner(HostDriver, SequenceRunner):
+    """The value-based blocks (``runners/sequence.py``) with host-stepped envs: every block
+    resets the envs, runs ``sequence_length`` host steps with a jitted act (recurrent carry and
+    episode starts as in the compiled loop), inserts the stacked sequences with one jitted call
+    and runs the block's updates in another."""
+
+    def compile(self, n_seeds: int) -> SeedLoop:
+        assert n_seeds == self.n_seeds
+
+        def act(algo_state, ts, key, carry, start, env_steps):
+            key, k_act = jax.random.split(key)
+            actions, carry = self.algo.act_step(algo_state, ts, k_act, carry, start, env_steps)
+            return self.algo.env_actions(actions), carry, key
+
+        def store(rs: RunnerState, seq: Sequence):
+            return rs._replace(buffer=self.replay.add(rs.buffer, seq), carry=rs.carry + self.cfg.n_envs * self.length)
+
+        def init(key):
+            k_algo, k_run = jax.random.split(key)
+            return RunnerState(self.algo.init(k_algo), self.replay.init(self.example()), (), (), k_run,
+                               jnp.zeros((), jnp.int32))
+
+        self._act = jax.jit(over_seeds(act, n_seeds))
+        self._store = jax.jit(over_seeds(store, n_seeds), donate_argnums=0)
+        self._learn = jax.jit(over_seeds(self.learn, n_seeds), donate_argnums=0)
+        init = jax.jit(over_seeds(init, n_seeds))
+        self._compile_driver(n_seeds)
+        return SeedLoop(init=init, warmup=self._warmup, chunk=self._chunk, evaluate=self._evaluate,
+                        template=lambda keys: jax.eval_shape(init, keys), resumed=lambda rs, blocks_done: rs)
+
+    def _host_collect(self, rs: RunnerState) -> RunnerState:
+        f32, E = np.float32, self.cfg.n_envs
+        keys = jax.vmap(jax.random.split)(rs.key)
+        key, k_reset = keys[:, 0], keys[:, 1]
+        ts = self._reset("train", k_reset)
+        carry, start, steps = self.algo.carry((self.n_seeds, E)), np.ones((self.n_seeds, E), f32), []
+        for t in range(self.length):
+            env_actions, carry, key = self._act(rs.algo, ts, key, carry, start, rs.carry + t * E)
+            final, next_ts = self._host_step("train", env_actions)
+            steps.append(Sequence(obs=ts.obs, state=ts.state, action=np.asarray(env_actions, np.int32),
+                                  avail=ts.action_mask, alive=ts.alive, start=start, reward=final.reward,
+                                  terminated=final.terminated.astype(f32), done=(final.terminated | final.truncated)
+                                  .astype(f32), next_obs=final.obs, next_state=final.state,
+                                  next_avail=final.action_mask))
+            start, ts = steps[-1].done, next_ts
+        seq = jax.tree.map(lambda *x: np.stack(x, 2), *steps)  # [S, E, T, ...]
+        return self._store(rs._replace(key=key), seq)
+
+    def _warmup(self, rs: RunnerState) -> RunnerState:
+        for _ in range(self.warm_blocks):
+            rs = self._host_collect(rs)
+        return rs
+
+    def _chunk(self, rs: RunnerState, n_blocks: int):
+        metrics = []
+        for _ in range(n_blocks):
+            rs, m = self._learn(self._host_collect(rs))
             metrics.append(m)
         return rs, jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *metrics)

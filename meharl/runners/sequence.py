@@ -8,6 +8,7 @@ replay of sequences (flashbax's item buffer); then ``updates_per_block`` updates
 ``batch_size`` sequences sampled uniformly. The first blocks only collect (``warmup``), until
 the replay holds ``batch_size`` sequences and ``learning_starts`` env steps are done. The
 runner state's ``carry`` is the env-step count (the exploration schedules' clock).
+``runners/host.py`` runs the same blocks with the envs stepped on the host.
 """
 from __future__ import annotations
 
@@ -51,13 +52,21 @@ class SequenceRunner:
     def total_updates(self) -> int:
         return self.schedule.blocks * self.schedule.updates_per_block
 
+    def example(self) -> Sequence:
+        """One sequence of zeros, shaped for the replay."""
+        spec, T, f32 = self.spec, self.length, jnp.float32
+        n, obs, mask = spec.n_agents, jnp.zeros((T, spec.n_agents, spec.max_obs_dim), f32), \
+            jnp.zeros((T, spec.n_agents, spec.max_action_dim), bool)
+        return Sequence(obs=obs, state=jnp.zeros((T, spec.state_dim), f32), action=jnp.zeros((T, n), jnp.int32),
+                        avail=mask, alive=jnp.zeros((T, n), bool), start=jnp.zeros(T, f32), reward=jnp.zeros(T, f32),
+                        terminated=jnp.zeros(T, f32), done=jnp.zeros(T, f32), next_obs=obs,
+                        next_state=jnp.zeros((T, spec.state_dim), f32), next_avail=mask)
+
     def init(self, key) -> RunnerState:
         k_algo, k_env, k_run = jax.random.split(key, 3)
         env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.n_envs))
-        algo_state = self.algo.init(k_algo)
-        example = jax.eval_shape(lambda: self.collect(algo_state, k_run, jnp.zeros((), jnp.int32)))
-        buffer = self.replay.init(jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), example))
-        return RunnerState(algo_state, buffer, env_state, ts, k_run, jnp.zeros((), jnp.int32))
+        return RunnerState(self.algo.init(k_algo), self.replay.init(self.example()), env_state, ts, k_run,
+                           jnp.zeros((), jnp.int32))
 
     def compile(self, n_seeds: int) -> SeedLoop:
         init = jax.jit(over_seeds(self.init, n_seeds))
@@ -105,6 +114,11 @@ class SequenceRunner:
     def warmup(self, rs: RunnerState) -> RunnerState:
         return jax.lax.scan(lambda r, _: (self._collect(r), None), rs, None, self.warm_blocks)[0]
 
+    def learn(self, rs: RunnerState):
+        """The block's ``updates_per_block`` updates; metrics averaged."""
+        rs, metrics = jax.lax.scan(self._update, rs, None, self.schedule.updates_per_block)
+        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
+
     def _update(self, rs: RunnerState, _):
         key, k_sample, k_update = jax.random.split(rs.key, 3)
         seq = self.replay.sample(rs.buffer, k_sample).experience
@@ -112,9 +126,7 @@ class SequenceRunner:
         return rs._replace(algo=algo_state, key=key), metrics
 
     def block(self, rs: RunnerState, _):
-        rs = self._collect(rs)
-        rs, metrics = jax.lax.scan(self._update, rs, None, self.schedule.updates_per_block)
-        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
+        return self.learn(self._collect(rs))
 
     def chunk(self, rs: RunnerState, n_blocks: int):
         rs, metrics = jax.lax.scan(self.block, rs, None, n_blocks)
