@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import optax
 
 from meharl.algorithms.base import Algorithm
+from meharl.algorithms.sequential import AgentSlots
 from meharl.config import key
 from meharl.networks import MASKED_LOGIT, RecurrentQ
 
@@ -136,7 +137,7 @@ class RecurrentAgents(Algorithm):
         self.n_actions = spec.max_action_dim
         self.agent = RecurrentQ(cfg.hidden_dim, self.n_actions)
         self.input_dim = spec.max_obs_dim + self.n_actions * cfg.obs_last_action + self.n * cfg.obs_agent_id
-        self.n_slots = 1 if cfg.share_param else self.n
+        self.n_slots = AgentSlots(self.n, cfg.share_param).n_slots
         lr = self.lr(cfg.lr, total_updates)
         opt = {"rmsprop": lambda: optax.rmsprop(lr, decay=cfg.optim_alpha, eps=cfg.optim_eps),
                "adam": lambda: optax.adam(lr, eps=cfg.optim_eps),
@@ -197,6 +198,7 @@ class RecurrentAgents(Algorithm):
         last = jnp.where(start[..., None, None] > 0, 0.0, last)
         return self.agents(params["agent"])(self.inputs(obs, last), h, start)
 
+
     def epsilon(self, env_steps):
         cfg = self.cfg
         frac = jnp.minimum(env_steps / cfg.epsilon_anneal_steps, 1.0)
@@ -210,7 +212,7 @@ class RecurrentAgents(Algorithm):
         """Training's actions [..., n]: with probability epsilon (per agent and env) a uniformly
         random available action, else ``policy``'s."""
         k_coin, k_random, k_policy = jax.random.split(key, 3)
-        random = jax.random.categorical(k_random, jnp.where(avail > 0, 0.0, MASKED_LOGIT))
+        random = jnp.argmax(self.random_actions(avail, k_random), -1)
         coin = jax.random.uniform(k_coin, q.shape[:-1]) < self.epsilon(env_steps)
         return jnp.where(coin, random, self.policy(params, q, avail, global_state, k_policy))
 

@@ -23,13 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from meharl.algorithms.value import Sequence
 from meharl.envs.core import TimeStep
 from meharl.envs.host import vector_env
-from meharl.algorithms.value import Sequence
 from meharl.rollout import Rollout
 from meharl.runners.offpolicy import OffPolicyRunner, RunnerState, SeedLoop, over_seeds, transition
 from meharl.runners.onpolicy import OnPolicyRunner
-from meharl.runners.sequence import SequenceRunner
+from meharl.runners.sequence import SequenceRunner, sequence_step
 
 
 class HostDriver:
@@ -289,7 +289,7 @@ class HostSequenceRunner(HostDriver, SequenceRunner):
 
         self._act = jax.jit(over_seeds(act, n_seeds))
         self._store = jax.jit(over_seeds(store, n_seeds), donate_argnums=0)
-        self._learn = jax.jit(over_seeds(self.learn, n_seeds), donate_argnums=0)
+        self._learn = jax.jit(over_seeds(self.updates, n_seeds), donate_argnums=0)
         init = jax.jit(over_seeds(init, n_seeds))
         self._compile_driver(n_seeds)
         return SeedLoop(init=init, warmup=self._warmup, chunk=self._chunk, evaluate=self._evaluate,
@@ -304,11 +304,7 @@ class HostSequenceRunner(HostDriver, SequenceRunner):
         for t in range(self.length):
             env_actions, carry, key = self._act(rs.algo, ts, key, carry, start, rs.carry + t * E)
             final, next_ts = self._host_step("train", env_actions)
-            steps.append(Sequence(obs=ts.obs, state=ts.state, action=np.asarray(env_actions, np.int32),
-                                  avail=ts.action_mask, alive=ts.alive, start=start, reward=final.reward,
-                                  terminated=final.terminated.astype(f32), done=(final.terminated | final.truncated)
-                                  .astype(f32), next_obs=final.obs, next_state=final.state,
-                                  next_avail=final.action_mask))
+            steps.append(sequence_step(ts, env_actions, start, final))
             start, ts = steps[-1].done, next_ts
         seq = jax.tree.map(lambda *x: np.stack(x, 2), *steps)  # [S, E, T, ...]
         return self._store(rs._replace(key=key), seq)

@@ -90,7 +90,44 @@ class Schedule(NamedTuple):
         return self.warmup_vector_steps * n_envs + blocks_done * self.block_env_steps
 
 
-class OffPolicyRunner:
+class CompiledLoop:
+    """What the three compiled loops (off-policy, on-policy, value-based) share: compiling
+    over seeds, the chunk of blocks, the block's updates and the evaluation. A loop defines
+    ``init``, ``warmup``, ``block`` and, for ``updates``, ``_update``."""
+
+    def compile(self, n_seeds: int) -> SeedLoop:
+        """jit the loop over ``n_seeds`` seeds; the runner state is donated so the replay
+        buffers are updated in place."""
+        init = jax.jit(over_seeds(self.init, n_seeds))
+        return SeedLoop(
+            init=init,
+            warmup=jax.jit(over_seeds(self.warmup, n_seeds), donate_argnums=0),
+            chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), static_argnums=1, donate_argnums=0),
+            evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
+            template=lambda keys: jax.eval_shape(init, keys),
+            resumed=lambda rs, blocks_done: rs,
+        )
+
+    def close(self):
+        """Nothing to release: the environments live inside the compiled program."""
+
+    def updates(self, rs: RunnerState):
+        """The block's ``updates_per_block`` updates (``_update`` each); metrics averaged."""
+        rs, metrics = jax.lax.scan(self._update, rs, None, self.schedule.updates_per_block)
+        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
+
+    def chunk(self, rs: RunnerState, n_blocks: int):
+        """n_blocks blocks; returns the metrics averaged over the chunk's blocks."""
+        rs, metrics = jax.lax.scan(self.block, rs, None, n_blocks)
+        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
+
+    def evaluate(self, algo_state, key):
+        """The algorithm's evaluation policy (``evaluation_act``), ``eval_episodes`` fresh
+        episodes in parallel. Returns per-episode (team return, won)."""
+        return evaluate_policy(self.env, self.algo, algo_state, key, self.cfg.eval_episodes)
+
+
+class OffPolicyRunner(CompiledLoop):
     def __init__(self, env, algo, cfg, spec=None):
         self.env, self.algo, self.cfg = env, algo, cfg
         self.spec = env.spec if spec is None else spec
@@ -123,22 +160,6 @@ class OffPolicyRunner:
         algo_state, buffer = self.init_learner(k_algo, ts)
         return RunnerState(algo_state, buffer, env_state, ts, k_run)
 
-    def compile(self, n_seeds: int) -> SeedLoop:
-        """jit the loop over ``n_seeds`` seeds; the runner state is donated so the replay
-        buffers are updated in place."""
-        init = jax.jit(over_seeds(self.init, n_seeds))
-        return SeedLoop(
-            init=init,
-            warmup=jax.jit(over_seeds(self.warmup, n_seeds), donate_argnums=0),
-            chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), static_argnums=1, donate_argnums=0),
-            evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
-            template=lambda keys: jax.eval_shape(init, keys),
-            resumed=lambda rs, blocks_done: rs,
-        )
-
-    def close(self):
-        """Nothing to release: the environments live inside the compiled program."""
-
     def act(self, algo_state, ts: TimeStep, key, random: bool):
         """Actions of all envs: uniformly random (warmup) or sampled from the policy."""
         if random:
@@ -163,24 +184,9 @@ class OffPolicyRunner:
         algo_state, metrics = self.algo.update(rs.algo, batch, k_update)
         return rs._replace(algo=algo_state, key=key), metrics
 
-    def updates(self, rs: RunnerState):
-        """The block's ``update_per_train * train_interval`` updates; metrics averaged."""
-        rs, metrics = jax.lax.scan(self._update, rs, None, self.schedule.updates_per_block)
-        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
-
     def block(self, rs: RunnerState, _):
         rs = jax.lax.scan(lambda r, _: (self._env_step(r, False), None), rs, None, self.cfg.train_interval)[0]
         return self.updates(rs)
-
-    def chunk(self, rs: RunnerState, n_blocks: int):
-        """n_blocks blocks; returns the metrics averaged over the chunk's updates."""
-        rs, metrics = jax.lax.scan(self.block, rs, None, n_blocks)
-        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
-
-    def evaluate(self, algo_state, key):
-        """The algorithm's evaluation policy (``evaluation_act``), ``eval_episodes`` fresh
-        episodes in parallel. Returns per-episode (team return, won)."""
-        return evaluate_policy(self.env, self.algo, algo_state, key, self.cfg.eval_episodes)
 
 
 def evaluate_policy(env, algo, algo_state, key, n_episodes: int):

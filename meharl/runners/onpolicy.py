@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from meharl.envs.core import step_autoreset
 from meharl.rollout import Rollout
-from meharl.runners.offpolicy import RunnerState, Schedule, SeedLoop, evaluate_policy, over_seeds
+from meharl.runners.offpolicy import CompiledLoop, RunnerState, Schedule
 
 
 def on_policy_schedule(cfg) -> Schedule:
@@ -25,7 +25,7 @@ def on_policy_schedule(cfg) -> Schedule:
                     blocks_per_eval=max(1, round(cfg.eval_interval / block_env_steps)))
 
 
-class OnPolicyRunner:
+class OnPolicyRunner(CompiledLoop):
     def __init__(self, env, algo, cfg, spec=None):
         self.env, self.algo, self.cfg = env, algo, cfg
         self.spec = env.spec if spec is None else spec
@@ -40,19 +40,9 @@ class OnPolicyRunner:
         env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.n_envs))
         return RunnerState(self.algo.init(k_algo), (), env_state, ts, k_run, self.algo.carry((self.cfg.n_envs,)))
 
-    def compile(self, n_seeds: int) -> SeedLoop:
-        init = jax.jit(over_seeds(self.init, n_seeds))
-        return SeedLoop(
-            init=init,
-            warmup=lambda rs: rs,
-            chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), static_argnums=1, donate_argnums=0),
-            evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
-            template=lambda keys: jax.eval_shape(init, keys),
-            resumed=lambda rs, blocks_done: rs,
-        )
-
-    def close(self):
-        """Nothing to release: the environments live inside the compiled program."""
+    def warmup(self, rs: RunnerState) -> RunnerState:
+        """On-policy learning has no warmup."""
+        return rs
 
     def _env_step(self, rs: RunnerState, _):
         algo = self.algo
@@ -79,10 +69,3 @@ class OnPolicyRunner:
         key, k_update = jax.random.split(rs.key)
         algo_state, metrics = self.algo.update(rs.algo, rollout, k_update)
         return rs._replace(algo=algo_state, key=key), metrics
-
-    def chunk(self, rs: RunnerState, n_blocks: int):
-        rs, metrics = jax.lax.scan(self.block, rs, None, n_blocks)
-        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
-
-    def evaluate(self, algo_state, key):
-        return evaluate_policy(self.env, self.algo, algo_state, key, self.cfg.eval_episodes)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from meharl.algorithms.value import Sequence
 from meharl.envs.core import step_autoreset
-from meharl.runners.offpolicy import RunnerState, Schedule, SeedLoop, evaluate_policy, over_seeds
+from meharl.runners.offpolicy import CompiledLoop, RunnerState, Schedule
 
 
 def sequence_length(cfg, spec) -> int:
@@ -36,7 +36,17 @@ def sequence_schedule(cfg, spec) -> Schedule:
                     blocks_per_eval=max(1, round(cfg.eval_interval / block_env_steps)))
 
 
-class SequenceRunner:
+def sequence_step(ts, env_actions, start, final) -> Sequence:
+    """What a sequence stores of one step: acting on ``ts`` (an episode's first where
+    ``start``) with ``env_actions`` led to ``final``."""
+    f32 = jnp.float32
+    return Sequence(obs=ts.obs, state=ts.state, action=env_actions.astype(jnp.int32), avail=ts.action_mask,
+                    alive=ts.alive, start=start, reward=final.reward, terminated=final.terminated.astype(f32),
+                    done=final.done.astype(f32), next_obs=final.obs, next_state=final.state,
+                    next_avail=final.action_mask)
+
+
+class SequenceRunner(CompiledLoop):
     def __init__(self, env, algo, cfg, spec=None):
         self.env, self.algo, self.cfg = env, algo, cfg
         self.spec = env.spec if spec is None else spec
@@ -63,24 +73,10 @@ class SequenceRunner:
                         next_state=jnp.zeros((T, spec.state_dim), f32), next_avail=mask)
 
     def init(self, key) -> RunnerState:
-        k_algo, k_env, k_run = jax.random.split(key, 3)
-        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.n_envs))
-        return RunnerState(self.algo.init(k_algo), self.replay.init(self.example()), env_state, ts, k_run,
+        """No env state is carried: every block resets the envs (``collect``)."""
+        k_algo, _, k_run = jax.random.split(key, 3)  # the three-way split of the other loops
+        return RunnerState(self.algo.init(k_algo), self.replay.init(self.example()), (), (), k_run,
                            jnp.zeros((), jnp.int32))
-
-    def compile(self, n_seeds: int) -> SeedLoop:
-        init = jax.jit(over_seeds(self.init, n_seeds))
-        return SeedLoop(
-            init=init,
-            warmup=jax.jit(over_seeds(self.warmup, n_seeds), donate_argnums=0),
-            chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), static_argnums=1, donate_argnums=0),
-            evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
-            template=lambda keys: jax.eval_shape(init, keys),
-            resumed=lambda rs, blocks_done: rs,
-        )
-
-    def close(self):
-        """Nothing to release: the environments live inside the compiled program."""
 
     def collect(self, algo_state, key, env_steps) -> Sequence:
         """Each env's ``sequence_length`` steps from a reset: [n_envs, T, ...]."""
@@ -92,14 +88,11 @@ class SequenceRunner:
             env_state, ts, carry, start, t = c
             k_act, k_env = jax.random.split(k)
             actions, carry = algo.act_step(algo_state, ts, k_act, carry, start, env_steps + t)
+            env_actions = algo.env_actions(actions)
             env_state, final, next_ts = jax.vmap(step_autoreset, in_axes=(None, 0, 0, 0))(
-                self.env, jax.random.split(k_env, n_envs), env_state, algo.env_actions(actions))
-            f32 = jnp.float32
-            seq = Sequence(obs=ts.obs, state=ts.state, action=algo.env_actions(actions).astype(jnp.int32),
-                           avail=ts.action_mask, alive=ts.alive, start=start, reward=final.reward,
-                           terminated=final.terminated.astype(f32), done=final.done.astype(f32), next_obs=final.obs,
-                           next_state=final.state, next_avail=final.action_mask)
-            return (env_state, next_ts, carry, final.done.astype(f32), t + n_envs), seq
+                self.env, jax.random.split(k_env, n_envs), env_state, env_actions)
+            step = sequence_step(ts, env_actions, start, final)
+            return (env_state, next_ts, carry, step.done, t + n_envs), step
 
         init = (env_state, ts, algo.carry((n_envs,)), jnp.ones(n_envs), jnp.zeros((), jnp.int32))
         _, seq = jax.lax.scan(step, init, jax.random.split(k_run, self.length))
@@ -114,11 +107,6 @@ class SequenceRunner:
     def warmup(self, rs: RunnerState) -> RunnerState:
         return jax.lax.scan(lambda r, _: (self._collect(r), None), rs, None, self.warm_blocks)[0]
 
-    def learn(self, rs: RunnerState):
-        """The block's ``updates_per_block`` updates; metrics averaged."""
-        rs, metrics = jax.lax.scan(self._update, rs, None, self.schedule.updates_per_block)
-        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
-
     def _update(self, rs: RunnerState, _):
         key, k_sample, k_update = jax.random.split(rs.key, 3)
         seq = self.replay.sample(rs.buffer, k_sample).experience
@@ -126,11 +114,4 @@ class SequenceRunner:
         return rs._replace(algo=algo_state, key=key), metrics
 
     def block(self, rs: RunnerState, _):
-        return self.learn(self._collect(rs))
-
-    def chunk(self, rs: RunnerState, n_blocks: int):
-        rs, metrics = jax.lax.scan(self.block, rs, None, n_blocks)
-        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
-
-    def evaluate(self, algo_state, key):
-        return evaluate_policy(self.env, self.algo, algo_state, key, self.cfg.eval_episodes)
+        return self.updates(self._collect(rs))
