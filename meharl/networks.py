@@ -137,11 +137,12 @@ class DuelingQ(nn.Module):
 # Distributions. ``dim_mask``: [action_dim] float, 1 for the agent's real dims / choices.
 
 
-def tanh_gaussian_sample(out, dim_mask, key, deterministic=False):
+def tanh_gaussian_sample(out, dim_mask, key, deterministic=False, log_std_shift=0.0):
     """Reparameterised sample a = tanh(mu + sigma * eps) and its log-density
-    log N(u; mu, sigma) - sum log(1 - tanh(u)^2) over the real dims."""
+    log N(u; mu, sigma) - sum log(1 - tanh(u)^2) over the real dims. ``log_std_shift`` is
+    added to every log sigma (ADER's metric differentiates through it)."""
     mu, log_std = jnp.split(out, 2, axis=-1)
-    log_std = jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+    log_std = jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX) + log_std_shift
     eps = jnp.where(deterministic, 0.0, jax.random.normal(key, mu.shape))
     u = mu + jnp.exp(log_std) * eps
     # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|

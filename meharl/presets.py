@@ -42,6 +42,9 @@ HASAC = [
            "no tuned file: a critic 30x faster than the actors approximates HASPI's exact evaluation (Theorem 2)"),
     Preset("matrix/hasac_3x3", dict(init_policy=(0.6, 0.2, 0.2)), "HASAC paper Figure 1b's biased initial policy"),
     Preset("matrix/differentiable", dict(alpha=0.05)),
+    Preset("matrix/ader_path", dict(auto_alpha=True, alpha=0.1353, alpha_lr=0.01, total_steps=20_000),
+           "ADER Appendix C's alpha_init e^-2 with fitted temperatures (H_0 = 2 x (-1)); alpha_lr 0.01 so that "
+           "the temperatures follow the targets within the run (docs/algorithms/ader.md)"),
     # HARL tuned_configs/mamujoco/*/hasac: polyak 0.005, batch 1000, warmup 1e4, train_interval 50.
     Preset("mamujoco/*", dict(n_envs=10, mamujoco_obs="reference", mamujoco_obsk=0, eval_interval=25_000,
                               eval_episodes=10, checkpoint_every=4, auto_alpha=True, n_step=10, actor_lr=1e-3,
@@ -213,4 +216,10 @@ SOFT_QMIX = [_Q_MATRIX, *[Preset(f"{family}/*", dict(eval_interval=20_000, eval_
 
 FOP = [_Q_MATRIX, *[Preset(f"{family}/*", dict(eval_interval=20_000, eval_episodes=32)) for family in ("mpe", "smax")]]
 
-PRESETS.update(qmix=QMIX, vdn=VDN, soft_qmix=SOFT_QMIX, fop=FOP)
+# ADER Appendix C, Table 1: (k_ratio, xi, alpha_init) per SMAC map, its SMAX namesakes
+ADER = [*FOP, *[Preset(f"sma[xc]/{m}", dict(k_ratio=k, ader_xi=xi, alpha_init=alpha)) for m, (k, xi, alpha) in {
+    "3m": (0.1, 0.9, 0.1353), "8m": (0.1, 0.9, 0.1353), "3s5z": (0.05, 0.9, 0.0498), "1c3s5z": (0.05, 0.9, 0.0498),
+    "3s_vs_3z": (0.1, 0.9, 0.0498), "5m_vs_6m": (0.15, 0.5, 0.0498), "MMM2": (0.1, 0.9, 0.0821),
+    "8m_vs_9m": (0.1, 0.9, 0.1353)}.items()]]
+
+PRESETS.update(qmix=QMIX, vdn=VDN, soft_qmix=SOFT_QMIX, fop=FOP, ader=ADER)

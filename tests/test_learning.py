@@ -65,8 +65,9 @@ def test_hasac_simple_spread_beats_random(tmp_path):
     # Uniform actions over MPE's Box(0, 1) score about -78 per episode here; seeds 0 and 1 reach
     # -58.9 and -54.9 at 50k steps (returns first drop while the policy learns to move, then rise
     # above random), 19 and 23 above it; the bound asks for 12, room for another machine's floats.
+    # Seed 0 alone (CI time).
     random_return = _random_policy_return("mpe/simple_spread")
-    exp = train({"env": "mpe/simple_spread", "seeds": "0,1", "hidden_sizes": "64,64", "batch_size": 256,
+    exp = train({"env": "mpe/simple_spread", "seeds": "0", "hidden_sizes": "64,64", "batch_size": 256,
                  "total_steps": 50_000, "warmup_steps": 5_000, "eval_interval": 5_000, "update_per_train": 2}, run_dir=tmp_path, quiet=True)
     final = [r["eval_return_mean"] for r in exp.rows if r["env_steps"] == 50_000]
     assert -85 < random_return < -70

@@ -122,7 +122,7 @@ def test_had3qn_reaches_the_optimum_of_harl_example1(tmp_path):
 def test_action_kinds_and_joint_action_size_are_checked_before_compiling():
     with pytest.raises(ValueError, match="does not handle continuous actions.*algorithms for continuous actions: .*hatd3"):
         train({"algo": "had3qn", "env": "mpe/simple_spread"}, run_dir="/tmp/unused", quiet=True)
-    with pytest.raises(ValueError, match="does not handle discrete actions.*algorithms for discrete actions: fop, haa2c, had3qn,"):
+    with pytest.raises(ValueError, match="does not handle discrete actions.*algorithms for discrete actions: ader, fop, haa2c, had3qn,"):
         train({"algo": "hatd3", "env": "mpe/simple_spread_discrete"}, run_dir="/tmp/unused", quiet=True)
     with pytest.raises(ValueError, match=r"5 x 5 x 5 = 125 critic outputs > max_joint_actions=100"):
         train({"algo": "had3qn", "env": "mpe/simple_spread_discrete", "max_joint_actions": 100}, run_dir="/tmp/unused",

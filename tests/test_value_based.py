@@ -136,7 +136,7 @@ SPREAD_SMALL = {"total_steps": 40_000, "eval_interval": 40_000, "eval_episodes":
                 "updates_per_block": 4, "epsilon_anneal_steps": 20_000, "learning_starts": 2_000}
 
 
-@pytest.mark.parametrize("algo", ["qmix", "vdn", "soft_qmix", "fop"])
+@pytest.mark.parametrize("algo", ["qmix", "vdn", "soft_qmix", "fop", "ader"])
 def test_simple_spread_discrete_beats_random(tmp_path, algo):
     """40k env steps of discrete simple_spread with the MPE preset at a CI size (32-unit GRU,
     four updates per block, epsilon annealed over 20k steps, updates from 2k steps): the

@@ -1,4 +1,5 @@
 """The algorithm registry: name -> class (``algorithms/base.py`` says what a class declares)."""
+from meharl.algorithms.ader import ADER
 from meharl.algorithms.fop import FOP
 from meharl.algorithms.haa2c import HAA2C
 from meharl.algorithms.had3qn import HAD3QN
@@ -12,7 +13,8 @@ from meharl.algorithms.soft_qmix import SoftQMIX
 
 ALGORITHMS = {"hasac": HASAC, "happo": HAPPO, "hatrpo": HATRPO, "haa2c": HAA2C, "mappo": MAPPO,
               "haddpg": HADDPG, "hatd3": HATD3, "maddpg": MADDPG, "matd3": MATD3, "had3qn": HAD3QN,
-              "qmix": QMIX, "vdn": VDN, "soft_qmix": SoftQMIX, "fop": FOP}
+              "qmix": QMIX, "vdn": VDN, "soft_qmix": SoftQMIX, "fop": FOP,
+              "ader": ADER}
 
 __all__ = ["HASAC", "HASACState", "HAPPO", "HATRPO", "HAA2C", "MAPPO", "HADDPG", "HATD3", "MADDPG", "MATD3", "HAD3QN",
-           "QMIX", "VDN", "SoftQMIX", "FOP", "ALGORITHMS"]
+           "QMIX", "VDN", "SoftQMIX", "FOP", "ADER", "ALGORITHMS"]

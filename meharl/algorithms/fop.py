@@ -59,9 +59,8 @@ class FOP(RecurrentAgents):
 
     def init_mixer(self, key):
         k_critic, k_mix = jax.random.split(key)
-        x, s = jnp.zeros((self.spec.max_obs_dim + self.n,)), jnp.zeros((self.spec.state_dim,))
-        zero = jnp.zeros((self.n,))
-        return {"critic": jax.vmap(lambda k: self.critic.init(k, x, jnp.ones_like(x)))(jax.random.split(k_critic, 2)),
+        s, zero = jnp.zeros((self.spec.state_dim,)), jnp.zeros((self.n,))
+        return {"critic": self.init_local_q(self.critic, k_critic, 2),
                 "mix": jax.vmap(lambda k: self.mixer.init(k, zero, zero, s, jnp.zeros((self.n, self.n_actions))))(
                     jax.random.split(k_mix, 2))}
 
@@ -73,11 +72,6 @@ class FOP(RecurrentAgents):
     def policy(self, params, logits, avail, global_state, key):
         """A sample of the actors' policies."""
         return jax.random.categorical(key, jnp.where(avail > 0, logits, MASKED_LOGIT))
-
-    def critic_q(self, critic_params, obs):
-        """Both critics' Q^k_i(o_i, .) [2, ..., n, A]."""
-        x = jnp.concatenate([obs * self.obs_mask, jnp.broadcast_to(jnp.eye(self.n), obs.shape[:-1] + (self.n,))], -1)
-        return jax.vmap(lambda p: self.critic.apply(p, x, jnp.ones_like(x)))(critic_params)
 
     def soft_v(self, q, avail, alpha):
         """V_i = alpha logsumexp(Q_i / alpha) over the available actions."""
@@ -98,14 +92,14 @@ class FOP(RecurrentAgents):
         logp = masked_log_softmax(logits, avail)
         pi = jnp.exp(logp)
         # actors: discrete SAC against the smaller of the two critics
-        q = self.critic_q(params["mixer"]["critic"], seq.obs)  # [2, B, T, n, A]
+        q = self.local_q(self.critic, params["mixer"]["critic"], seq.obs)  # [2, B, T, n, A]
         q_min = sg(q.min(0))
         plogp = jnp.where(avail > 0, pi * (alpha * logp - q_min), 0.0)
         loss_pi = plogp.sum(-1).mean()
         # critics: y = TD(lambda) on the target networks' min_k Q'_tot(s', u') - alpha mean_i log pi_i(u')
         logp_next = sg(masked_log_softmax(logits_next, next_avail))
         u_next = jax.random.categorical(key, logp_next)
-        q_next = self.critic_q(target["mixer"]["critic"], seq.next_obs)
+        q_next = self.local_q(self.critic, target["mixer"]["critic"], seq.next_obs)
         v_next = self.q_tot(target["mixer"]["mix"], q_next, next_avail, alpha, seq.next_state, u_next).min(0)
         g_t = td_lambda_targets(seq.reward, seq.terminated, seq.done, v_next, cfg.gamma, cfg.td_lambda)
         logp_u_next = jnp.take_along_axis(logp_next, u_next[..., None], -1)[..., 0].mean(-1)

@@ -38,6 +38,13 @@ has the evidence for each choice):
   ``discrete_target_entropy_over=available`` makes it ``ratio * log |A_i(s)|`` per state
   (masked actions); ``discrete_target_entropy_ratio_final`` anneals the ratio linearly over
   the run (not in the papers).
+- Adaptive target entropies (``ader``, ADER, Kim & Sung, ICML 2023, Eqs. B.7-B.8): H_i =
+  beta_i H_0 with beta an EMA (weight ``ader_xi`` on the new value) of a softmax over the
+  agents of the required-exploration metric. ADER's paper defines the metric as dV_JT/dV_i,
+  which needs a factored critic (``algo=ader`` has one); HASAC's critic is joint, so the
+  option uses the metric of ADER's ICML version and code, dV/dH_i, by autodiff: V(s) =
+  E_{a~pi}[min_j Q_j(s, a)], agent i's entropy raised by widening its Gaussian before the
+  squashing (log sigma_i + delta / dim A_i raises that entropy by delta). Continuous agents.
 - Averaged actor (``actor_polyak``, not in the papers): a Polyak average of the actors'
   weights that evaluation plays; training samples the online actors.
 """
@@ -58,7 +65,7 @@ from meharl.algorithms.sequential import AgentSlots, order, sequential
 from meharl.buffer import Batch
 from meharl.config import key
 from meharl.envs.core import EnvSpec
-from meharl.networks import Actor, masked_log_softmax, policy_sample
+from meharl.networks import Actor, masked_log_softmax, policy_sample, tanh_gaussian_sample
 
 TEMPERATURES = ("per_agent", "shared")
 DISCRETE_ACTOR_GRADIENTS = ("gumbel", "exact")
@@ -88,6 +95,12 @@ class HASACConfig(OffPolicyConfig, StochasticPolicyConfig):
                                        "exact expectation over the agent's choices", choices=DISCRETE_ACTOR_GRADIENTS)
     actor_polyak: typing.Optional[float] = key(None, "Polyak rate of an averaged actor that evaluation plays (None: "
                                                "no average)", "unit")
+    ader: bool = key(False, "ADER's adaptive per-agent target entropies H_i = beta_i H_0 (continuous agents)")
+    ader_total_entropy: typing.Optional[float] = key(None, "ADER's H_0 = sum_i H_i (None: the sum of the fixed "
+                                                     "targets, N x (-dim A) as in ADER's continuous tasks)")
+    ader_xi: float = key(0.9, "ADER's EMA weight of the new beta (Eq. B.8; the authors' code gives it 0.1)", "unit")
+    ader_temperature: float = key(1.0, "softmax temperature of Eq. B.7 over the metric divided by its largest "
+                                  "magnitude (the authors' code: 0.1)", "positive")
 
     def validate(self):
         super().validate()
@@ -106,6 +119,7 @@ class HASACState(NamedTuple):
     value_norm: ValueNorm
     updates: jax.Array
     avg_actor_params: dict | None = None  # the averaged actor (None without actor_polyak: no leaves)
+    ader_beta: jax.Array | None = None  # ADER's beta^EMA [n] (None without ader)
 
 
 def default_target_entropy(spec: EnvSpec, cfg) -> np.ndarray:
@@ -138,10 +152,20 @@ class HASAC(Algorithm):
             if cfg.discrete_target_entropy_ratio_final is not None:
                 raise ValueError(f"discrete_target_entropy_ratio_final={cfg.discrete_target_entropy_ratio_final} has no "
                                  f"effect on {spec.name}: {why}; leave it unset (none)")
+        if cfg.ader and (spec.discrete or not cfg.auto_alpha or cfg.temperature != "per_agent"):
+            raise ValueError(f"ader=true needs continuous agents, auto_alpha=true and temperature=per_agent; got "
+                             f"{spec.name} ({'discrete' if spec.discrete else 'continuous'}), auto_alpha={cfg.auto_alpha}, "
+                             f"temperature={cfg.temperature} (discrete tasks: algo=ader)")
+        if cfg.ader:
+            # per agent: the CSV averages an array metric over the agents
+            self.metrics = self.metrics + tuple(f"{m}_{i}" for m in ("target_entropy", "ader_metric", "entropy")
+                                                for i in range(self.n))
         self.discrete = spec.discrete
         self.actor = Actor(cfg.hidden_sizes, spec.max_action_dim, spec.discrete, cfg.feature_norm)
         self.slots = AgentSlots(self.n, cfg.share_param)
         self.target_entropy = jnp.asarray(default_target_entropy(spec, cfg))
+        self.total_entropy = (float(self.target_entropy.sum()) if cfg.ader_total_entropy is None
+                              else cfg.ader_total_entropy)  # ADER's H_0
         self.per_state_target = cfg.discrete_target_entropy_over == "available"  # checked above: it applies
         ratio, final = cfg.discrete_target_entropy_ratio, cfg.discrete_target_entropy_ratio_final
         # the discrete ratio after `updates` updates (checked above: set only where it applies)
@@ -174,6 +198,7 @@ class HASAC(Algorithm):
             value_norm=ValueNorm.create(),
             updates=jnp.zeros((), jnp.int32),
             avg_actor_params=None if cfg.actor_polyak is None else actor_params,
+            ader_beta=jnp.full((self.n,), 1.0 / self.n) if cfg.ader else None,
         )
 
     def _agent_out(self, params, i, obs_i):
@@ -199,9 +224,11 @@ class HASAC(Algorithm):
         """The deterministic policy evaluation plays: the averaged actor where there is one."""
         return self.act(state, obs, action_mask, key, deterministic=True, averaged=True), carry
 
-    def target_entropies(self, action_mask, updates=0):
-        """Target entropy of every agent in every sample, [B, n], after `updates` updates (see
-        the module docstring)."""
+    def target_entropies(self, action_mask, updates=0, ader_beta=None):
+        """Target entropy of every agent in every sample, [B, n], after `updates` updates, with
+        ADER's ``ader_beta`` (see the module docstring)."""
+        if ader_beta is not None:
+            return jnp.broadcast_to(ader_beta * self.total_entropy, action_mask.shape[:-1])
         if self.per_state_target:
             n_avail = jnp.maximum((action_mask * self.dim_mask).sum(-1), 1.0)
             return self.target_ratio(updates) * jnp.log(n_avail)
@@ -269,7 +296,7 @@ class HASAC(Algorithm):
             a_i, _ = self._sample_agent(slots.get(ts.actor_params, i), i, batch.obs[:, i], batch.action_mask[:, i], pre_keys[m])
             actions = actions.at[:, i].set(a_i)
         pre_actions = actions = jax.lax.stop_gradient(actions)
-        target_entropy = self.target_entropies(batch.action_mask, ts.updates)
+        target_entropy = self.target_entropies(batch.action_mask, ts.updates, ts.ader_beta)
 
         def agent_step(m, i, carry):
             actor_params, actor_opt, log_alpha, alpha_opt, actions, key, losses, logps, seen, rkeys = carry
@@ -332,13 +359,21 @@ class HASAC(Algorithm):
         if cfg.auto_alpha and cfg.temperature == "shared":
             # one temperature on the joint entropy: target sum_i H_i
             log_alpha, alpha_opt = self._temperature_step(log_alpha, alpha_opt, 0, logps,
-                                                          self.target_entropies(batch.action_mask, ts.updates), batch.alive)
+                                                          self.target_entropies(batch.action_mask, ts.updates, ts.ader_beta), batch.alive)
 
         target_params = optax.incremental_update(critic_params, ts.target_params, cfg.polyak)
         avg_actor_params = (None if cfg.actor_polyak is None
                             else optax.incremental_update(actor_params, ts.avg_actor_params, cfg.actor_polyak))
+        ader_beta, ader_metric = ts.ader_beta, None
+        if cfg.ader:  # Algorithm 1's last step: the target entropies for the next update (B.7, B.8)
+            ader_metric = self.value_entropy_gradient(actor_params, critic_params, value_norm, batch,
+                                                      jax.random.fold_in(k_actor, 1))
+            sign = -1.0 if self.total_entropy < 0 else 1.0  # B.7 as written for H_0 >= 0, flipped below
+            beta = jax.nn.softmax(sign * ader_metric
+                                  / (jnp.abs(ader_metric).max() + 1e-8) / cfg.ader_temperature)
+            ader_beta = (1.0 - cfg.ader_xi) * ader_beta + cfg.ader_xi * beta
         new = HASACState(actor_params, actor_opt, critic_params, target_params, critic_opt, log_alpha, alpha_opt,
-                         value_norm, ts.updates + 1, avg_actor_params)
+                         value_norm, ts.updates + 1, avg_actor_params, ader_beta)
         alive_n = jnp.maximum(batch.alive.sum(0), 1.0)
         metrics = {
             "critic_loss": critic_loss,
@@ -347,7 +382,25 @@ class HASAC(Algorithm):
             "alpha": self._alpha(log_alpha),  # [n]
             "entropy": -(logps * batch.alive).sum(0) / alive_n,  # [n], sample estimate of H(pi_i)
         }
+        if cfg.ader:
+            per_agent = {"target_entropy": ader_beta * self.total_entropy, "ader_metric": ader_metric,
+                         "entropy": metrics["entropy"]}
+            metrics.update({f"{m}_{i}": v[i] for m, v in per_agent.items() for i in range(self.n)})
         return new, metrics
+
+    def value_entropy_gradient(self, actor_params, critic_params, value_norm, batch: Batch, key):
+        """E[dV/dH_i] per agent [n] over the batch's states: V(s) = E_{a~pi}[min_j Q_j(s, a)] with
+        one reparameterised joint sample per state, agent i's Gaussian widened by delta_i / dim A_i
+        in log sigma (its entropy before the squashing rises by delta_i), d/d delta at 0."""
+        keys = jax.random.split(key, self.n)
+        dims = self.dim_mask.sum(-1)
+
+        def value(delta):
+            joint = jnp.stack([tanh_gaussian_sample(self._agent_out(self.slots.get(actor_params, i), i, batch.obs[:, i]),
+                                                    self.dim_mask[i], keys[i], log_std_shift=delta[i] / dims[i])[0]
+                               for i in range(self.n)], -2)
+            return self._q(critic_params, batch.state, joint, value_norm).min(0).mean()
+        return jax.grad(value)(jnp.zeros(self.n))
 
     # ------------------------------------------------------------------ inspection
     def policy_probs(self, state: HASACState, obs, action_mask):

@@ -28,18 +28,20 @@ class QMixer(nn.Module):
     embed: int = 32
     hypernet_layers: int = 2
     hypernet_embed: int = 64
+    n_out: int = 1  # joint values out, each monotone in every q (ADER's entropy mixer: one per agent)
 
     @nn.compact
     def __call__(self, q, state):
-        """q [..., n], state [..., S] -> Q_tot [...]."""
-        n = q.shape[-1]
+        """q [..., n], state [..., S] -> Q_tot [...] ([..., n_out] when n_out > 1)."""
+        n, lead = q.shape[-1], state.shape[:-1]
         w1 = jnp.abs(hypernet(self.embed * n, self.hypernet_layers, self.hypernet_embed)(state))
-        w1 = w1.reshape(state.shape[:-1] + (n, self.embed))
+        w1 = w1.reshape(lead + (n, self.embed))
         b1 = _dense(self.embed)(state)
-        w2 = jnp.abs(hypernet(self.embed, self.hypernet_layers, self.hypernet_embed)(state))
-        v = nn.Sequential([_dense(self.embed), nn.relu, _dense(1)])(state)[..., 0]
+        w2 = jnp.abs(hypernet(self.embed * self.n_out, self.hypernet_layers, self.hypernet_embed)(state))
+        v = nn.Sequential([_dense(self.embed), nn.relu, _dense(self.n_out)])(state)
         hidden = nn.elu(jnp.einsum("...n,...ne->...e", q, w1) + b1)
-        return jnp.sum(hidden * w2, -1) + v
+        out = jnp.einsum("...e,...eo->...o", hidden, w2.reshape(lead + (self.embed, self.n_out))) + v
+        return out[..., 0] if self.n_out == 1 else out
 
 
 class MonotoneTransform(nn.Module):

@@ -198,6 +198,17 @@ class RecurrentAgents(Algorithm):
         last = jnp.where(start[..., None, None] > 0, 0.0, last)
         return self.agents(params["agent"])(self.inputs(obs, last), h, start)
 
+    def local_q(self, critic, critic_params, obs):
+        """Per-agent critics Q_i(o_i, .) [K, ..., n, A] (FOP's and ADER's): the MLP ``critic`` on
+        the observation and the agent's one-hot id, shared by the agents, one per parameter set
+        of ``critic_params``' leading axis K."""
+        x = jnp.concatenate([obs * self.obs_mask, jnp.broadcast_to(jnp.eye(self.n), obs.shape[:-1] + (self.n,))], -1)
+        return jax.vmap(lambda p: critic.apply(p, x, jnp.ones_like(x)))(critic_params)
+
+    def init_local_q(self, critic, key, k: int):
+        """K parameter sets of ``critic`` for :meth:`local_q`."""
+        x = jnp.zeros((self.spec.max_obs_dim + self.n,))
+        return jax.vmap(lambda kk: critic.init(kk, x, jnp.ones_like(x)))(jax.random.split(key, k))
 
     def epsilon(self, env_steps):
         cfg = self.cfg
