@@ -6,6 +6,9 @@
                                         RUN_DIR,RUN_DIR,...: seeds of one config run apart, one curve;
                                         prints final (and window) statistics over seeds as JSON, then the PNG
     meharl solve --game hasac_3x3 --alpha 10 [--json]
+    meharl sweep [key=v1,v2 ...] [--file GRID.yaml] [--dir SWEEP_DIR] [--workers N] [--dry-run]
+                                        every config of the grid, a run directory each (seeds vmapped);
+                                        run again: the done runs are skipped, the others resume
     meharl list                         environments, and every algorithm with its keys, defaults and meaning
 
 ``meharl train`` prints the run directory as the last line of its output.
@@ -105,6 +108,41 @@ def _solve(args):
         print(f"  QRE residual (Theorem 1): {res['qre_residual']:.2e}")
 
 
+def _sweep(args):
+    from meharl.sweep import Sweep, default_dir, expand, load_grid_file, parse_grid
+
+    if args.workers < 1:
+        raise ValueError(f"invalid --workers {args.workers}: give a positive number of parallel runs")
+    if args.retries < 0:
+        raise ValueError(f"invalid --retries {args.retries}: give 0 or more")
+    grid = {**(load_grid_file(args.file) if args.file else {}), **parse_grid(args.grid)}
+    if not grid:
+        raise ValueError("an empty sweep: give key=v1,v2 arguments or --file GRID.yaml")
+    runs = expand(grid)
+    sweep_dir = args.dir or default_dir(grid)
+    command = "meharl sweep " + " ".join(args.grid) + (f" --file {args.file}" if args.file else "") + f" --dir {sweep_dir}"
+    if args.ray is not None:
+        from meharl.sweep import RaySweep
+
+        address = None if args.ray == "local" else args.ray
+        command += " --ray" + (f" {address}" if address else "")
+        sweep = RaySweep(runs, sweep_dir, command, args.retries, address=address, cpus=args.cpus_per_run,
+                         gpus=args.gpus_per_run)
+    else:
+        sweep = Sweep(runs, sweep_dir, command, args.retries)
+    if args.dry_run:
+        for r in runs:
+            shown = r.error if r.status == "invalid" else "meharl " + " ".join(sweep.train_command(r))
+            print(f"{r.status:8s} {r.name}: {shown}")
+        print(f"{len(runs)} runs, {sum(r.status == 'done' for r in runs)} done; sweep directory {sweep_dir}")
+        return 0
+    ok = sweep.run(args.workers)
+    counts = {s: sum(r.status == s for r in runs) for s in ("done", "failed", "invalid")}
+    print("sweep: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"; index {sweep.dir / 'sweep.json'}")
+    print(sweep.dir)
+    return 0 if ok else 1
+
+
 def _keys(title, cls) -> str:
     """A config class's keys, one line each: name, default, meaning."""
     from meharl.algorithms.base import describe
@@ -167,17 +205,32 @@ def main(argv=None):
     s.add_argument("--alpha", type=float, default=10.0)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_solve)
+    sw = sub.add_parser("sweep", allow_abbrev=False, help="a grid of configs, each trained in a run directory under "
+                        "one sweep directory; prints that directory last")
+    sw.add_argument("grid", nargs="*", help="key=v1,v2 alternatives (list-valued keys: v1:v2), seeds=0-4")
+    sw.add_argument("--file", default=None, help="a YAML grid: key: value or [alternatives] (the command line's "
+                    "keys override it)")
+    sw.add_argument("--dir", default=None, help="the sweep directory (default: runs/sweep-<hash of the grid>)")
+    sw.add_argument("--workers", type=int, default=1, help="runs trained at once, each in its own process")
+    sw.add_argument("--retries", type=int, default=2, help="times a run whose process died is resumed")
+    sw.add_argument("--dry-run", action="store_true", help="print the runs and their status, train nothing")
+    sw.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                    help="run every config as a Ray task: on a local Ray instance, or on the cluster at ADDRESS "
+                    "(needs pip install 'meharl[ray]')")
+    sw.add_argument("--cpus-per-run", type=float, default=1, help="with --ray: the CPUs each run declares")
+    sw.add_argument("--gpus-per-run", type=float, default=0, help="with --ray: the GPUs each run declares")
+    sw.set_defaults(func=_sweep)
     sub.add_parser("list", allow_abbrev=False, help="algorithms, environments and config keys").set_defaults(func=_list)
     args = p.parse_args(argv)
     try:
-        args.func(args)
+        rc = args.func(args)
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
         print(f"meharl: error: {err}", file=sys.stderr)
         return 2
     except Interrupted as err:
         print(f"meharl: {err}", file=sys.stderr)
         return 130
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":

@@ -42,6 +42,17 @@ def interrupt_after_second_checkpoint(monkeypatch):
     return run
 
 
+def pytest_itemcollected(item):
+    """Tests sharing a module-scoped fixture (a trained run, a compiled rollout) are one
+    xdist group (``--dist loadgroup``): they run on one worker, which builds the fixture once
+    instead of every worker building its own. (Marked as collected: xdist reads the groups
+    in its pytest_collection_modifyitems.)"""
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    shared = sorted(name for name, d in defs.items() if d and d[-1].scope == "module")
+    if shared:
+        item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))
+
+
 def pytest_configure(config):
     """One persistent XLA compilation cache for the session (and the CLI subprocesses it
     starts): tests that build the same program again (a resumed or extended run, the same

@@ -1,0 +1,125 @@
+"""``meharl sweep``: the grid, its dry run, and sweeps that are killed and run again."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from meharl.cli import main
+from meharl.sweep import expand, load_grid_file, parse_grid
+
+
+def test_the_grid_expands_to_one_run_per_config_with_the_seeds_together():
+    grid = parse_grid(["algo=hasac,happo", "env=matrix/hasac_3x3,mpe/simple_spread", "seeds=0-2,7", "alpha=0.1,1",
+                       "n_step=1,5", "hidden_sizes=16,16:32,32"])
+    assert grid["seeds"] == ["0,1,2,7"] and grid["hidden_sizes"] == ["16,16", "32,32"]
+    runs = expand(grid)
+    # HASAC: 2 envs x 2 alphas x 2 n_steps x 2 widths; HAPPO has no n_step: its 2 collapse into 1
+    assert len(runs) == 16 + 8
+    assert all(r.overrides["seeds"] == "0,1,2,7" for r in runs)
+    assert not any("n_step" in r.overrides for r in runs if r.overrides["algo"] == "happo")
+    assert len({r.name for r in runs}) == len(runs)
+    assert runs[0].name == "hasac__matrix_hasac_3x3__alpha=0.1__n_step=1__hidden_sizes=16_16"
+
+
+def test_a_bad_key_stops_the_sweep_and_a_bad_value_only_its_run(tmp_path):
+    with pytest.raises(ValueError, match="unknown config key 'alpah'.*Did you mean alpha"):
+        expand(parse_grid(["algo=hasac", "alpah=1"]))
+    with pytest.raises(ValueError, match="invalid seeds range '4-0'"):
+        parse_grid(["seeds=4-0"])
+    runs = expand(parse_grid(["alpha=1,-1"]))
+    assert [r.status for r in runs] == ["pending", "invalid"] and "alpha=-1.0: must be >= 0" in runs[1].error
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text("algo: hasac\nhidden_sizes: [[16, 16], [32]]\nseeds: 0-1\n")
+    assert load_grid_file(grid_file) == {"algo": ["hasac"], "hidden_sizes": ["16,16", "32"], "seeds": ["0,1"]}
+
+
+def test_dry_run_lists_the_runs_and_trains_nothing(tmp_path, capsys):
+    assert main(["sweep", "env=matrix/hasac_3x3", "alpha=1,10,-1", "--dir", str(tmp_path / "s"), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("pending  hasac__matrix_hasac_3x3__alpha=1: meharl train env=matrix/hasac_3x3 alpha=1 "
+                             "--run-dir")
+    assert out[2].startswith("invalid  hasac__matrix_hasac_3x3__alpha=-1: invalid alpha=-1.0")
+    assert out[-1] == f"3 runs, 0 done; sweep directory {tmp_path / 's'}"
+    assert not (tmp_path / "s").exists()
+
+
+GRID = ["algo=hasac", "env=matrix/hasac_3x3", "alpha=1,10,-1", "total_steps=6000", "seeds=0-1"]
+
+
+def _sweep(sweep_dir, args=(), **popen):
+    return subprocess.Popen([sys.executable, "-m", "meharl.cli", "sweep", *GRID, "--dir", str(sweep_dir), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _numbers(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(f)]
+
+
+def _index(sweep_dir):
+    path = sweep_dir / "sweep.json"
+    return {r["name"]: r for r in json.loads(path.read_text())["runs"]} if path.exists() else {}
+
+
+def _wait(what, timeout=300):
+    t = time.time()
+    while not what():
+        assert time.time() - t < timeout, "timed out"
+        time.sleep(0.05)
+
+
+NAMES = ["hasac__matrix_hasac_3x3__alpha=1", "hasac__matrix_hasac_3x3__alpha=10"]
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The uninterrupted sweep of GRID: two valid configs and an invalid one."""
+    sweep_dir = tmp_path_factory.mktemp("whole")
+    proc = _sweep(sweep_dir)
+    return sweep_dir, proc.communicate()[0], proc.returncode
+
+
+def test_a_sweep_trains_every_valid_config_and_reports_the_invalid_one(whole):
+    sweep_dir, out, rc = whole
+    assert rc == 1, out  # not every run is done: one is invalid
+    assert "invalid config, not run: invalid alpha=-1.0" in out and "sweep: 2 done, 1 invalid" in out
+    assert {n: r["status"] for n, r in _index(sweep_dir).items()} == {
+        NAMES[0]: "done", NAMES[1]: "done", "hasac__matrix_hasac_3x3__alpha=-1": "invalid"}
+
+
+def test_a_killed_worker_and_a_killed_sweep_lose_nothing(whole, tmp_path):
+    """The first run's training process is killed after its first checkpoint (the sweep
+    retries it, resuming), then the whole sweep is killed during the second run; the same
+    command run again skips the first and resumes the second. Both runs end with the numbers
+    of the uninterrupted sweep."""
+    cut = tmp_path / "cut"
+    sweep = _sweep(cut, start_new_session=True)
+    _wait(lambda: (cut / NAMES[0] / "checkpoint.npz").exists() and _index(cut)[NAMES[0]]["pid"])
+    os.kill(_index(cut)[NAMES[0]]["pid"], signal.SIGKILL)  # the first run's training process
+    _wait(lambda: (cut / NAMES[1] / "checkpoint.npz").exists())
+    assert _index(cut)[NAMES[0]]["attempts"] == 2 and _index(cut)[NAMES[0]]["status"] == "done"
+    os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and its worker, during the second run
+    sweep.wait()
+    assert _index(cut)[NAMES[1]]["status"] == "running"
+    again = _sweep(cut)
+    out = again.communicate()[0]
+    assert f"{NAMES[0]}: done before, skipped" in out and "sweep: 2 done, 1 invalid" in out, out
+    assert "resuming" in (cut / NAMES[1] / "sweep.log").read_text()
+    for name in NAMES:
+        assert _numbers(cut / name) == _numbers(whole[0] / name), name
+
+
+def test_the_same_sweep_on_a_local_ray_instance(whole, tmp_path):
+    """Every run a Ray task (one CPU each) on a Ray instance the sweep starts: the local
+    sweep's numbers, and the invalid config reported the same way."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'meharl[ray]'")
+    proc = _sweep(tmp_path / "ray", args=["--ray"])
+    out = proc.communicate()[0]
+    assert proc.returncode == 1 and "sweep: 2 done, 1 invalid" in out, out
+    for name in NAMES:
+        assert _numbers(tmp_path / "ray" / name) == _numbers(whole[0] / name), name
