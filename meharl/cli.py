@@ -9,6 +9,9 @@
     meharl sweep [key=v1,v2 ...] [--file GRID.yaml] [--dir SWEEP_DIR] [--workers N] [--dry-run]
                                         every config of the grid, a run directory each (seeds vmapped);
                                         run again: the done runs are skipped, the others resume
+    meharl report SWEEP_DIR [--out DIR] [--window LO:HI] [--metric COLUMN] [--reps N]
+                                        IQM with bootstrap intervals per task and across tasks, probability
+                                        of improvement, performance profiles, curves, marl-eval JSON
     meharl list                         environments, and every algorithm with its keys, defaults and meaning
 
 ``meharl train`` prints the run directory as the last line of its output.
@@ -137,10 +140,24 @@ def _sweep(args):
         print(f"{len(runs)} runs, {sum(r.status == 'done' for r in runs)} done; sweep directory {sweep_dir}")
         return 0
     ok = sweep.run(args.workers)
+    if args.report and any(r.status == "done" for r in runs):
+        from meharl.report import report
+
+        print(f"report: {report(sweep.dir) / 'report.md'}")
     counts = {s: sum(r.status == s for r in runs) for s in ("done", "failed", "invalid")}
     print("sweep: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"; index {sweep.dir / 'sweep.json'}")
     print(sweep.dir)
     return 0 if ok else 1
+
+
+def _report(args):
+    from meharl.report import report
+
+    if args.reps < 100:
+        raise ValueError(f"invalid --reps {args.reps}: give at least 100 bootstrap resamples")
+    out = report(args.root, args.out, args.metric, args.window, args.reps)
+    print((out / "report.md").read_text())
+    print(out)
 
 
 def _keys(title, cls) -> str:
@@ -219,7 +236,17 @@ def main(argv=None):
                     "(needs pip install 'meharl[ray]')")
     sw.add_argument("--cpus-per-run", type=float, default=1, help="with --ray: the CPUs each run declares")
     sw.add_argument("--gpus-per-run", type=float, default=0, help="with --ray: the GPUs each run declares")
+    sw.add_argument("--report", action="store_true", help="then write `meharl report` of the sweep directory")
     sw.set_defaults(func=_sweep)
+    rp = sub.add_parser("report", allow_abbrev=False, help="the field's statistics over a sweep's runs; prints the "
+                        "tables, then the report directory")
+    rp.add_argument("root", help="a sweep directory (or any directory of run directories)")
+    rp.add_argument("--out", default=None, help="the report directory (default: ROOT/report)")
+    rp.add_argument("--metric", default=None, help="a metrics.csv column (default: each task's headline metric)")
+    rp.add_argument("--window", type=_window, default=None, help="LO:HI env steps of the late score (default: "
+                    "the last 10%% of each run)")
+    rp.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    rp.set_defaults(func=_report)
     sub.add_parser("list", allow_abbrev=False, help="algorithms, environments and config keys").set_defaults(func=_list)
     args = p.parse_args(argv)
     try:

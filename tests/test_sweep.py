@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from meharl.cli import main
@@ -48,7 +49,7 @@ def test_dry_run_lists_the_runs_and_trains_nothing(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
-GRID = ["algo=hasac", "env=matrix/hasac_3x3", "alpha=1,10,-1", "total_steps=6000", "seeds=0-1"]
+GRID = ["algo=hasac", "env=matrix/hasac_3x3", "alpha=1,10,-1", "total_steps=3000", "seeds=0-1"]
 
 
 def _sweep(sweep_dir, args=(), **popen):
@@ -116,10 +117,50 @@ def test_a_killed_worker_and_a_killed_sweep_lose_nothing(whole, tmp_path):
 
 def test_the_same_sweep_on_a_local_ray_instance(whole, tmp_path):
     """Every run a Ray task (one CPU each) on a Ray instance the sweep starts: the local
-    sweep's numbers, and the invalid config reported the same way."""
+    sweep's numbers, and an invalid config reported the same way."""
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'meharl[ray]'")
-    proc = _sweep(tmp_path / "ray", args=["--ray"])
-    out = proc.communicate()[0]
-    assert proc.returncode == 1 and "sweep: 2 done, 1 invalid" in out, out
-    for name in NAMES:
-        assert _numbers(tmp_path / "ray" / name) == _numbers(whole[0] / name), name
+    ray = [*GRID[:2], "alpha=1,-1", *GRID[3:], "--dir", str(tmp_path / "ray"), "--ray"]  # one valid config (CI time)
+    proc = subprocess.run([sys.executable, "-m", "meharl.cli", "sweep", *ray], capture_output=True, text=True)
+    assert proc.returncode == 1 and "sweep: 1 done, 1 invalid" in proc.stdout, proc.stdout + proc.stderr
+    assert _numbers(tmp_path / "ray" / NAMES[0]) == _numbers(whole[0] / NAMES[0])
+
+
+def test_iqm_intervals_and_probability_of_improvement_on_worked_examples():
+    """Scores 0..9 of ten seeds on one task: the IQM is the mean of the middle half, 2..7 =
+    4.5; its 95% interval is the percentile bootstrap over seeds, recomputed here by hand.
+    Constant scores have a zero-width interval; a config whose every score beats the other's
+    improves on it with probability 1, identical ones with 0.5."""
+    from scipy import stats
+
+    from meharl.report import iqm_interval, probability_of_improvement
+
+    x = np.arange(10.0)[:, None]
+    s = iqm_interval({"a": x, "flat": np.full((10, 1), 3.0)}, reps=5000)
+    assert s["a"]["iqm"] == pytest.approx(4.5) and s["a"]["mean"] == pytest.approx(4.5)
+    rng = np.random.default_rng(0)
+    boot = stats.trim_mean(rng.choice(x[:, 0], (20000, 10)), 0.25, axis=1)
+    np.testing.assert_allclose(s["a"]["iqm_ci"], np.percentile(boot, [2.5, 97.5]), atol=0.15)
+    assert s["flat"]["iqm_ci"] == [3.0, 3.0]
+    assert probability_of_improvement(x + 10, x)["p"] == 1.0
+    assert probability_of_improvement(x, x)["p"] == pytest.approx(0.5)
+
+
+def test_report_of_a_sweep(whole, tmp_path):
+    """`meharl report` over the uninterrupted sweep: both configs' IQMs on the task, the
+    aggregate with the probability of improvement, the figures and marl-eval's JSON."""
+    from meharl.cli import main as cli
+
+    assert cli(["report", str(whole[0]), "--out", str(tmp_path), "--reps", "500"]) == 0
+    doc = json.loads((tmp_path / "report.json").read_text())
+    labels = {"hasac alpha=1.0", "hasac alpha=10.0"}
+    assert set(doc["tasks"]["matrix/hasac_3x3"]) == labels
+    for label in labels:
+        entry = doc["tasks"]["matrix/hasac_3x3"][label]
+        assert entry["seeds"] == [0, 1] and entry["final"]["iqm_ci"][0] <= entry["final"]["iqm"] <= entry["final"]["iqm_ci"][1]
+        assert entry["final"]["per_seed"] == [float(r["eval_return_mean"]) for r in _numbers(whole[0] / NAMES[label == "hasac alpha=10.0"])
+                                              if int(r["env_steps"]) == entry["env_steps"]]
+    improvement = doc["aggregate"]["probability_of_improvement"]
+    assert improvement["hasac alpha=1.0 > hasac alpha=10.0"]["p"] + improvement["hasac alpha=10.0 > hasac alpha=1.0"]["p"] == pytest.approx(1.0)
+    for name in ("report.md", "curves_matrix_hasac_3x3.png", "performance_profile.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert set(json.loads((tmp_path / "marl_eval.json").read_text())["matrix"]["hasac_3x3"]) == labels

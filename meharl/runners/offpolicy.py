@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from meharl.buffer import NStepReplay, Transition
 from meharl.envs.core import TimeStep, step_autoreset
@@ -90,6 +91,18 @@ class Schedule(NamedTuple):
         return self.warmup_vector_steps * n_envs + blocks_done * self.block_env_steps
 
 
+def seed_sharding(n_seeds: int):
+    """The seed axis split over the machine's accelerators (``jax.sharding``): over as many
+    devices as divide ``n_seeds`` evenly; None (one device) where that is one. The seeds are
+    independent programs, so XLA runs each device's seeds there with no communication."""
+    devices = jax.devices()
+    d = max(k for k in range(1, len(devices) + 1) if n_seeds % k == 0)
+    if d < 2:
+        return None
+    mesh = jax.sharding.Mesh(np.array(devices[:d]), ("seed",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seed"))
+
+
 class CompiledLoop:
     """What the three compiled loops (off-policy, on-policy, value-based) share: compiling
     over seeds, the chunk of blocks, the block's updates and the evaluation. A loop defines
@@ -97,15 +110,17 @@ class CompiledLoop:
 
     def compile(self, n_seeds: int) -> SeedLoop:
         """jit the loop over ``n_seeds`` seeds; the runner state is donated so the replay
-        buffers are updated in place."""
-        init = jax.jit(over_seeds(self.init, n_seeds))
+        buffers are updated in place. On several accelerators the state's seed axis is sharded
+        over them (:func:`seed_sharding`); the later functions keep their inputs' sharding."""
+        sharding = seed_sharding(n_seeds)
+        init = jax.jit(over_seeds(self.init, n_seeds), out_shardings=sharding)
         return SeedLoop(
             init=init,
             warmup=jax.jit(over_seeds(self.warmup, n_seeds), donate_argnums=0),
             chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), static_argnums=1, donate_argnums=0),
             evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
             template=lambda keys: jax.eval_shape(init, keys),
-            resumed=lambda rs, blocks_done: rs,
+            resumed=lambda rs, blocks_done: rs if sharding is None else jax.device_put(rs, sharding),
         )
 
     def close(self):
