@@ -4,7 +4,8 @@ of the Statistical Precipice") define them and their rliable library computes th
 itself is not used: its dependency arch (< 8, rliable's pin) fails on import with pandas 3;
 the few functions here are tested against worked examples.
 
-Per task and config ("label": the algorithm and the keys that vary between the runs), over
+Per task and config ("label": the algorithm and the keys that vary between its runs on a
+task), over
 seeds: the final evaluation and the late window's mean (the last 10% of the run, or
 ``--window``), each as the interquartile mean (IQM) with a 95% percentile-bootstrap interval.
 Across tasks, on scores normalised per task to [0, 1] by the lowest and highest late score of
@@ -43,8 +44,15 @@ def collect(root, metric: str | None = None, window: tuple[int, int] | None = No
 
     dirs = _run_dirs(Path(root))
     flats = [load_run(d).flat() for d in dirs]
-    varying = sorted(k for k in set().union(*flats) if k not in IGNORED_KEYS and k != "algo"
-                     and len({json.dumps(f.get(k), default=str) for f in flats}) > 1)
+    # a label names the keys that vary between runs of one algorithm on one task (presets differ
+    # between tasks, and algorithms have different keys: neither is a config's identity)
+    groups = defaultdict(list)
+    for f in flats:
+        groups[(f["algo"], f["env"])].append(f)
+    varying = defaultdict(set)
+    for (algo, _), fs in groups.items():
+        varying[algo] |= {k for k in set().union(*fs) if k not in IGNORED_KEYS
+                          and len({json.dumps(f.get(k), default=str) for f in fs}) > 1}
     runs = []
     for d, flat in zip(dirs, flats):
         m = metric or headline_metric(flat["env"])
@@ -54,7 +62,7 @@ def collect(root, metric: str | None = None, window: tuple[int, int] | None = No
         if not inside.any():
             raise ValueError(f"no evaluation of {d} lies in the window {lo:g}:{hi:g} "
                              f"(evaluations at {int(steps[0])}..{int(steps[-1])} env steps)")
-        label = " ".join([flat["algo"], *(f"{k}={flat.get(k)}" for k in varying if k in flat)])
+        label = " ".join([flat["algo"], *(f"{k}={flat.get(k)}" for k in sorted(varying[flat["algo"]]))])
         runs.append({"dir": d, "task": flat["env"], "label": label, "algo": flat["algo"], "metric": m,
                      "seeds": seeds, "env_steps": int(steps[-1]), "final": values[:, -1],
                      "late": values[:, inside].mean(1), "window": [float(lo), float(hi)]})
