@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -56,6 +57,7 @@ class Run:
 # the grid
 
 
+@functools.lru_cache(maxsize=None)
 def _keys_of(algo: str) -> dict:
     """key -> type of every key ``algo`` has (run, environment and algorithm sections)."""
     from meharl.config import section_classes

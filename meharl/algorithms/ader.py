@@ -52,6 +52,16 @@ from meharl.config import key
 from meharl.networks import MASKED_LOGIT, MLP, masked_log_softmax
 
 
+def ader_weights(beta_ema, explore, total_entropy: float, xi: float, temperature: float):
+    """B.7-B.8: beta = softmax(sign(H_0) e / (max_j |e_j| T)) of ``explore`` e [n] (how much
+    each agent's exploration is wanted: -dV_JT/dV_i in the paper, dV/dH_i in its ICML version),
+    then beta^EMA <- (1 - xi) beta^EMA + xi beta. For H_0 < 0 a larger beta_i is a more negative
+    H_i, so the sign flips (Appendix B)."""
+    sign = 1.0 if total_entropy >= 0 else -1.0
+    beta = jax.nn.softmax(sign * explore / (jnp.abs(explore).max() + 1e-8) / temperature)
+    return (1.0 - xi) * beta_ema + xi * beta
+
+
 @dataclass(frozen=True)
 class ADERConfig(ValueConfig, MixerConfig):
     # Appendix C (SMAC, 3m) where it says; pymarl's default.yaml beneath (the code's base)
@@ -152,17 +162,15 @@ class ADER(RecurrentAgents):
         grad_v = jax.grad(lambda v: self.mix_r.apply(jax.tree.map(lambda p: p[0], sg(m["mix_r"])), v, seq.state).sum())(
             sg(v_local[0]))
         c = grad_v.mean((0, 1))
-        sign = 1.0 if self.total_entropy >= 0 else -1.0
-        beta = jax.nn.softmax(-sign * c / (jnp.abs(c).max() + 1e-8) / cfg.ader_temperature)
 
         metrics = {"loss": loss_q, "policy_loss": loss_pi, "q_taken_mean": q_r.mean(), "alpha": alpha.mean(),
-                   "entropy": jnp.sum(entropy * alive) / jnp.maximum(alive.sum(), 1.0), "beta": beta,
+                   "entropy": jnp.sum(entropy * alive) / jnp.maximum(alive.sum(), 1.0), "explore": -c,
                    **{f"target_entropy_{i}": h_target[i] for i in range(self.n)}}
         return loss_pi + loss_q + loss_alpha, metrics
 
     def update(self, state, seq: Sequence, key, env_steps):
-        """The gradient step, then B.8: beta^EMA <- (1 - xi) beta^EMA + xi beta."""
+        """The gradient step, then B.7-B.8 on the metric the loss computed."""
         state, metrics = super().update(state, seq, key, env_steps)
-        m = state.params["mixer"]
-        beta = (1.0 - self.cfg.ader_xi) * m["beta"] + self.cfg.ader_xi * metrics.pop("beta")
+        m, cfg = state.params["mixer"], self.cfg
+        beta = ader_weights(m["beta"], metrics.pop("explore"), self.total_entropy, cfg.ader_xi, cfg.ader_temperature)
         return state._replace(params={**state.params, "mixer": {**m, "beta": beta}}), metrics

@@ -59,6 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from meharl.algorithms.ader import ader_weights
 from meharl.algorithms.base import Algorithm, OffPolicyConfig, StochasticPolicyConfig, ValueNorm, set_initial_policy
 from meharl.algorithms.critics import JointQ
 from meharl.algorithms.sequential import AgentSlots, order, sequential
@@ -368,10 +369,7 @@ class HASAC(Algorithm):
         if cfg.ader:  # Algorithm 1's last step: the target entropies for the next update (B.7, B.8)
             ader_metric = self.value_entropy_gradient(actor_params, critic_params, value_norm, batch,
                                                       jax.random.fold_in(k_actor, 1))
-            sign = -1.0 if self.total_entropy < 0 else 1.0  # B.7 as written for H_0 >= 0, flipped below
-            beta = jax.nn.softmax(sign * ader_metric
-                                  / (jnp.abs(ader_metric).max() + 1e-8) / cfg.ader_temperature)
-            ader_beta = (1.0 - cfg.ader_xi) * ader_beta + cfg.ader_xi * beta
+            ader_beta = ader_weights(ader_beta, ader_metric, self.total_entropy, cfg.ader_xi, cfg.ader_temperature)
         new = HASACState(actor_params, actor_opt, critic_params, target_params, critic_opt, log_alpha, alpha_opt,
                          value_norm, ts.updates + 1, avg_actor_params, ader_beta)
         alive_n = jnp.maximum(batch.alive.sum(0), 1.0)
