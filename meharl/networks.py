@@ -290,6 +290,27 @@ class RecurrentQ(nn.Module):
         return _dense(self.n_actions)(x), h
 
 
+def recurrent_q_sequence(net: RecurrentQ, variables, x, start):
+    """``net`` over sequences from a zero state, x [T, ..., D], start [T, ...] ->
+    (Q [T, ..., A], h [T, ..., H]), equal to calling it step by step: the two Dense layers
+    act on all steps at once and only the GRU cell is scanned (a scan step's cost is its
+    op count here, so fewer ops per step is a faster loop, forward and backward)."""
+    p = variables["params"]
+    torso = p["GRUTorso_0"]
+    dense = lambda d, v: v @ d["kernel"] + d["bias"]  # noqa: E731 (flax's Dense)
+    e = nn.relu(dense(torso["MLP_0"]["Dense_0"], x))
+    cell = nn.GRUCell(net.hidden)
+
+    def step(h, xs):
+        e_t, start_t = xs
+        h = jnp.where(start_t[..., None] > 0, 0.0, h)
+        h, _ = cell.apply({"params": torso["GRUCell_0"]}, h, e_t)
+        return h, h
+
+    _, hs = jax.lax.scan(step, jnp.zeros(x.shape[1:-1] + (net.hidden,)), (e, start))
+    return dense(p["Dense_0"], hs), hs
+
+
 def gaussian_log_prob(out, dim_mask, action):
     mu, std = jnp.split(out, 2, axis=-1)
     logp = -0.5 * jnp.square((action - mu) / std) - jnp.log(std) - 0.5 * jnp.log(2.0 * jnp.pi)

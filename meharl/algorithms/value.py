@@ -37,7 +37,7 @@ import optax
 from meharl.algorithms.base import Algorithm
 from meharl.algorithms.sequential import AgentSlots
 from meharl.config import key
-from meharl.networks import MASKED_LOGIT, RecurrentQ
+from meharl.networks import MASKED_LOGIT, RecurrentQ, recurrent_q_sequence
 
 OPTIMIZERS = ("rmsprop", "adam", "radam")
 
@@ -105,6 +105,8 @@ def td_lambda_targets(reward, terminated, done, next_value, gamma: float, lam: f
     """G_t of the module docstring over the last axis (time): [..., T] each. ``bonus``: a term
     added to G_{t+1} where the return goes on (the soft return's -alpha log pi of the next
     step's action, Soft-QMIX Appendix D)."""
+    if lam == 0:  # one-step targets: no recursion
+        return reward + gamma * (1.0 - terminated) * next_value
     lam_t = lam * (1.0 - done)
     lam_t = lam_t.at[..., -1].set(0.0)  # the sequence ends: bootstrap fully
     bonus = jnp.zeros_like(reward) if bonus is None else bonus
@@ -252,17 +254,14 @@ class RecurrentAgents(Algorithm):
         last = jnp.concatenate([jnp.zeros_like(onehot[:, :1]), onehot[:, :-1]], 1)
         last = jnp.where(seq.start[..., None, None] > 0, 0.0, last)
         x = jnp.moveaxis(self.inputs(seq.obs, last), 1, 0)  # time first for the scan
-
-        agents = self.agents(agent_params)
-
-        def step(h, xs):
-            x_t, start_t = xs
-            q, h = agents(x_t, h, start_t)
-            return h, (q, h)
-
-        h0 = jnp.zeros(seq.obs.shape[:1] + (self.n, self.cfg.hidden_dim))
-        _, (q, hs) = jax.lax.scan(step, h0, (x, jnp.moveaxis(seq.start, 1, 0)))
+        start = jnp.broadcast_to(jnp.moveaxis(seq.start, 1, 0)[..., None], x.shape[:-1])
+        if self.n_slots == 1:
+            q, hs = recurrent_q_sequence(self.agent, jax.tree.map(lambda p: p[0], agent_params), x, start)
+        else:  # agent axis first, one parameter set each
+            q, hs = jax.vmap(lambda p, x, s: recurrent_q_sequence(self.agent, p, x, s), (0, -2, -1), -2)(
+                agent_params, x, start)
         q, hs = jnp.moveaxis(q, 0, 1), jnp.moveaxis(hs, 0, 1)
+        agents = self.agents(agent_params)
         T = seq.start.shape[1]
         bootstrap = (seq.done * (1.0 - seq.terminated)).at[:, -1].set(1.0)
         k = jax.vmap(lambda m: jnp.nonzero(m > 0, size=T // self.spec.max_steps + 1, fill_value=T - 1)[0])(bootstrap)
