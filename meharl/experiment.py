@@ -86,7 +86,10 @@ class Experiment:
             run_dir = Path(cfg.run_dir) / name
         self.run_dir = Path(run_dir)
         self.loop = self.runner.compile(len(cfg.seeds))
-        self.csv_fields = EVAL_FIELDS + list(self.runner.algo.metrics)
+        algo = self.runner.algo
+        self.per_agent = {m: algo.n for m in algo.per_agent_metrics}
+        self.csv_fields = EVAL_FIELDS + [c for m in algo.metrics
+                                         for c in (m, *(f"{m}_{i}" for i in range(self.per_agent.get(m, 0))))]
 
     # ------------------------------------------------------------------ state
     def seed_keys(self):
@@ -221,7 +224,10 @@ class Experiment:
             }
             if metrics is not None:
                 for k, v in metrics.items():
-                    row[k] = float(np.mean(np.asarray(v)[s]))
+                    v = np.asarray(v)[s]
+                    row[k] = float(np.mean(v))
+                    if k in self.per_agent:
+                        row.update({f"{k}_{i}": float(x) for i, x in enumerate(v)})
             rows.append(row)
         return rows
 

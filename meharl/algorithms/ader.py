@@ -86,6 +86,8 @@ class ADERConfig(ValueConfig, MixerConfig):
 class ADER(RecurrentAgents):
     Config = ADERConfig
     description = "ADER (Kim & Sung, ICML 2023): MaxEnt actor-critic with adaptive per-agent target entropies"
+    metrics = ("loss", "policy_loss", "q_taken_mean", "entropy", "alpha", "target_entropy")
+    per_agent_metrics = ("entropy", "alpha", "target_entropy")
 
     def __init__(self, spec, cfg, total_updates: int = 1):
         super().__init__(spec, cfg, total_updates)
@@ -94,8 +96,6 @@ class ADER(RecurrentAgents):
         self.mix_h = QMixer(cfg.mixing_embed_dim, cfg.hypernet_layers, cfg.hypernet_embed, n_out=self.n)
         self.k = 2 if cfg.twin_critics else 1
         self.total_entropy = self.n * math.log(self.n_actions) * cfg.k_ratio  # H_0
-        self.metrics = ("loss", "policy_loss", "q_taken_mean", "entropy", "alpha",
-                        *(f"target_entropy_{i}" for i in range(self.n)))
 
     def init_mixer(self, key):
         k = jax.random.split(key, 4)
@@ -163,9 +163,9 @@ class ADER(RecurrentAgents):
             sg(v_local[0]))
         c = grad_v.mean((0, 1))
 
-        metrics = {"loss": loss_q, "policy_loss": loss_pi, "q_taken_mean": q_r.mean(), "alpha": alpha.mean(),
-                   "entropy": jnp.sum(entropy * alive) / jnp.maximum(alive.sum(), 1.0), "explore": -c,
-                   **{f"target_entropy_{i}": h_target[i] for i in range(self.n)}}
+        metrics = {"loss": loss_q, "policy_loss": loss_pi, "q_taken_mean": q_r.mean(), "alpha": alpha,
+                   "entropy": jnp.sum(entropy * alive, (0, 1)) / jnp.maximum(alive.sum((0, 1)), 1.0), "explore": -c,
+                   "target_entropy": h_target}
         return loss_pi + loss_q + loss_alpha, metrics
 
     def update(self, state, seq: Sequence, key, env_steps):

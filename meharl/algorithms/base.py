@@ -7,6 +7,8 @@ An algorithm is a class with
                   or "sequence" (a replay of recurrent sequences, runners/sequence.py)
     continuous, discrete, masked   the action spaces it handles (masked: per-state available actions)
     metrics       the names of the metrics its ``update`` returns (the columns of metrics.csv)
+    per_agent_metrics  those of them that are one value per agent ([n]): metrics.csv has their
+                  mean over the agents and one column per agent, ``name_i``
     spans_run     the keys whose schedules span total_steps (a finished run with one of them
                   set cannot be extended)
 
@@ -97,6 +99,7 @@ class Algorithm:
     discrete: typing.ClassVar[bool] = True
     masked: typing.ClassVar[bool] = True
     metrics: typing.ClassVar[tuple[str, ...]] = ()
+    per_agent_metrics: typing.ClassVar[tuple[str, ...]] = ()
     spans_run: typing.ClassVar[tuple[str, ...]] = ("lr_decay",)
     description: typing.ClassVar[str] = ""
 

@@ -140,6 +140,7 @@ class HASAC(Algorithm):
     Config = HASACConfig
     learner = "off_policy"
     metrics = ("critic_loss", "actor_loss", "q_mean", "alpha", "entropy")
+    per_agent_metrics = ("alpha", "entropy")
     spans_run = ("lr_decay", "discrete_target_entropy_ratio_final")
     description = "Heterogeneous-Agent Soft Actor-Critic (Liu et al., ICLR 2024): MEHAML with soft Q, off-policy"
 
@@ -158,9 +159,8 @@ class HASAC(Algorithm):
                              f"{spec.name} ({'discrete' if spec.discrete else 'continuous'}), auto_alpha={cfg.auto_alpha}, "
                              f"temperature={cfg.temperature} (discrete tasks: algo=ader)")
         if cfg.ader:
-            # per agent: the CSV averages an array metric over the agents
-            self.metrics = self.metrics + tuple(f"{m}_{i}" for m in ("target_entropy", "ader_metric", "entropy")
-                                                for i in range(self.n))
+            self.metrics = self.metrics + ("target_entropy", "ader_metric")
+            self.per_agent_metrics = self.per_agent_metrics + ("target_entropy", "ader_metric")
         self.discrete = spec.discrete
         self.actor = Actor(cfg.hidden_sizes, spec.max_action_dim, spec.discrete, cfg.feature_norm)
         self.slots = AgentSlots(self.n, cfg.share_param)
@@ -381,9 +381,7 @@ class HASAC(Algorithm):
             "entropy": -(logps * batch.alive).sum(0) / alive_n,  # [n], sample estimate of H(pi_i)
         }
         if cfg.ader:
-            per_agent = {"target_entropy": ader_beta * self.total_entropy, "ader_metric": ader_metric,
-                         "entropy": metrics["entropy"]}
-            metrics.update({f"{m}_{i}": v[i] for m, v in per_agent.items() for i in range(self.n)})
+            metrics.update(target_entropy=ader_beta * self.total_entropy, ader_metric=ader_metric)
         return new, metrics
 
     def value_entropy_gradient(self, actor_params, critic_params, value_norm, batch: Batch, key):
