@@ -45,6 +45,13 @@ def test_cli_prints_run_dir_last_and_writes_outputs(cli_run):
     versions = json.loads((run_dir / "versions.json").read_text())
     assert versions["jax"] == jax.__version__ and versions["python"] == sys.version.split()[0]
     assert list((run_dir / "tb").glob("seed_*/events.*"))
+    # per-agent metrics: one column per agent (speaker, listener) besides their mean
+    trained = [r for r in _read(run_dir) if r["alpha"]]
+    assert trained
+    for r in trained:
+        for m in ("alpha", "entropy"):
+            assert float(r[m]) == pytest.approx((float(r[f"{m}_0"]) + float(r[f"{m}_1"])) / 2, rel=1e-5, abs=1e-6)
+        assert r["alpha_0"] != r["alpha_1"]  # two temperatures, not one copied
     rows = _read(run_dir)
     assert {"seed", "env_steps", "eval_return_mean", "wall_time", "critic_loss", "alpha", "entropy"} <= set(rows[0])
     # evaluation at 0 and after every 100 env steps past the warmup, for both seeds
