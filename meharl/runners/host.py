@@ -287,11 +287,10 @@ class HostSequenceRunner(HostDriver, SequenceRunner):
             return RunnerState(self.algo.init(k_algo), self.replay.init(self.example()), (), (), k_run,
                                jnp.zeros((), jnp.int32))
 
-        seeds = partial(over_seeds, n_seeds=n_seeds, squeeze=self.squeeze_one_seed)
-        self._act = jax.jit(seeds(act))
-        self._store = jax.jit(seeds(store), donate_argnums=0)
-        self._learn = jax.jit(seeds(self.updates), donate_argnums=0)
-        init = jax.jit(seeds(init))
+        self._act = jax.jit(over_seeds(act, n_seeds))
+        self._store = jax.jit(over_seeds(store, n_seeds), donate_argnums=0)
+        self._learn = jax.jit(over_seeds(self.updates, n_seeds), donate_argnums=0)
+        init = jax.jit(over_seeds(init, n_seeds))
         self._compile_driver(n_seeds)
         return SeedLoop(init=init, warmup=self._warmup, chunk=self._chunk, evaluate=self._evaluate,
                         template=lambda keys: jax.eval_shape(init, keys), resumed=lambda rs, blocks_done: rs)

@@ -11,7 +11,6 @@ stepped on the host).
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -43,12 +42,10 @@ class SeedLoop(NamedTuple):
     resumed: Callable  # (RunnerState loaded from a checkpoint, blocks done) -> RunnerState to continue from
 
 
-def over_seeds(f, n_seeds: int, in_axes=0, squeeze: bool = True):
-    """vmap ``f`` over a leading seed axis. With one seed and ``squeeze``, the plain program on
-    the squeezed axis: on CPU, the MLP learners' batched matmuls over a size-1 axis cost 15-40%
-    of the update rate, while the GRU scans of the value-based learner run ~1.2x faster batched
-    (``CompiledLoop.squeeze_one_seed``; docs/algorithms/value-based.md)."""
-    if n_seeds > 1 or not squeeze:
+def over_seeds(f, n_seeds: int, in_axes=0):
+    """vmap ``f`` over a leading seed axis. With one seed, the plain program on the squeezed
+    axis: on CPU, batched matmuls over a size-1 axis cost ~15% of the update rate."""
+    if n_seeds > 1:
         return jax.vmap(f, in_axes=in_axes)
 
     def one_seed(*args):
@@ -111,20 +108,17 @@ class CompiledLoop:
     over seeds, the chunk of blocks, the block's updates and the evaluation. A loop defines
     ``init``, ``warmup``, ``block`` and, for ``updates``, ``_update``."""
 
-    squeeze_one_seed = True  # over_seeds: a one-seed run compiles the program without the seed axis
-
     def compile(self, n_seeds: int) -> SeedLoop:
         """jit the loop over ``n_seeds`` seeds; the runner state is donated so the replay
         buffers are updated in place. On several accelerators the state's seed axis is sharded
         over them (:func:`seed_sharding`); the later functions keep their inputs' sharding."""
         sharding = seed_sharding(n_seeds)
-        seeds = partial(over_seeds, n_seeds=n_seeds, squeeze=self.squeeze_one_seed)
-        init = jax.jit(seeds(self.init), out_shardings=sharding)
+        init = jax.jit(over_seeds(self.init, n_seeds), out_shardings=sharding)
         return SeedLoop(
             init=init,
-            warmup=jax.jit(seeds(self.warmup), donate_argnums=0),
-            chunk=jax.jit(seeds(self.chunk, in_axes=(0, None)), static_argnums=1, donate_argnums=0),
-            evaluate=jax.jit(seeds(self.evaluate)),
+            warmup=jax.jit(over_seeds(self.warmup, n_seeds), donate_argnums=0),
+            chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), static_argnums=1, donate_argnums=0),
+            evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
             template=lambda keys: jax.eval_shape(init, keys),
             resumed=lambda rs, blocks_done: rs if sharding is None else jax.device_put(rs, sharding),
         )

@@ -47,8 +47,6 @@ def sequence_step(ts, env_actions, start, final) -> Sequence:
 
 
 class SequenceRunner(CompiledLoop):
-    squeeze_one_seed = False  # the GRU scans run faster with the size-1 seed axis (over_seeds)
-
     def __init__(self, env, algo, cfg, spec=None):
         self.env, self.algo, self.cfg = env, algo, cfg
         self.spec = env.spec if spec is None else spec
