@@ -70,10 +70,10 @@ def test_td_lambda_targets_equal_the_weighted_n_step_returns(lam):
     np.testing.assert_allclose(got, _brute_force_lambda_return(r, term, done, v, 0.9, lam), rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def spread_qmix():
+@pytest.fixture(scope="module", params=[True, False], ids=["shared", "per_agent"])
+def spread_qmix(request):
     cfg = resolve({"algo": "qmix", "env": "mpe/simple_spread_discrete", "n_envs": 3, "sequence_length": 60,
-                   "hidden_dim": 16, "batch_size": 4})
+                   "hidden_dim": 16, "batch_size": 4, "share_param": request.param})
     return build(cfg)[1]
 
 
@@ -81,7 +81,8 @@ def test_training_rebuilds_the_hidden_states_of_acting(spread_qmix):
     """A collected sequence (60 steps: two whole 26-step episodes and the start of a third,
     envs reset automatically) replayed by the training unroll gives, at every step, the hidden
     states acting computes step by step (its carry, reset where an episode starts), and the Q
-    of every step's successor equals the next step's Q inside an episode."""
+    of every step's successor equals the next step's Q inside an episode; with one network for
+    all agents and with one per agent."""
     runner = spread_qmix
     algo = runner.algo
     state = algo.init(jax.random.PRNGKey(0))
