@@ -7,6 +7,7 @@ t-intervals over seeds, training speed, and one plot with every algorithm's curv
 
 Writes OUT_DIR/compare.json ({algo: {final, late, env_steps_per_s, updates_per_s (all seeds), compile_and_first_chunk_s,
 wall_s, overrides}}), OUT_DIR/compare.png and keeps each run directory under OUT_DIR/runs/.
+Run again with other --algos (same task, steps, seeds), it adds them to OUT_DIR's comparison.
 Extra key=value arguments override every algorithm's config (a key an algorithm does not own
 is an error, as on the command line).
 """
@@ -39,7 +40,13 @@ def main():
                for algo in a.algos.split(",")}  # every config is validated before anything trains
     metric = headline_metric(a.env)
     window = (int(a.steps * (1 - a.late)), a.steps)
-    results, run_dirs = {}, []
+    # a comparison extended by more algorithms keeps the ones measured before (same task, budget, seeds)
+    results, run_dirs, done = {}, [], out / "compare.json"
+    if done.exists():
+        before = json.loads(done.read_text())
+        if (before["env"], before["steps"], before["seeds"]) == (a.env, a.steps, a.seeds):
+            results = {k: v for k, v in before["results"].items() if k not in configs}
+            run_dirs = [str(out / "runs" / k) for k in results]
     for algo, cfg in configs.items():
         run_dir = out / "runs" / algo
         exp = Experiment(cfg, run_dir, quiet=True)
