@@ -122,7 +122,10 @@ def plot_runs(run_dirs, out_png, metric: str = "eval_return_mean", labels=None):
         mean, half = mean_ci(values)
         label = labels[i] if labels else Path(group_dirs(run_dir)[0]).name
         ax.plot(steps, mean, label=f"{label} ({len(seeds)} seeds)")
-        ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
+        low, high = mean - half, mean + half
+        if metric == "eval_win_rate":  # a t-interval over few seeds can leave [0, 1]; a rate cannot
+            low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+        ax.fill_between(steps, low, high, alpha=0.25)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title("mean and 95% CI over seeds")
