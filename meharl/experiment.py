@@ -87,9 +87,8 @@ class Experiment:
         self.run_dir = Path(run_dir)
         self.loop = self.runner.compile(len(cfg.seeds))
         algo = self.runner.algo
-        self.per_agent = {m: algo.n for m in algo.per_agent_metrics}
-        self.csv_fields = EVAL_FIELDS + [c for m in algo.metrics
-                                         for c in (m, *(f"{m}_{i}" for i in range(self.per_agent.get(m, 0))))]
+        self.csv_fields = EVAL_FIELDS + [c for m in algo.metrics for c in (m, *(
+            f"{m}_{i}" for i in range(algo.n if m in algo.per_agent_metrics else 0)))]
 
     # ------------------------------------------------------------------ state
     def seed_keys(self):
@@ -226,7 +225,7 @@ class Experiment:
                 for k, v in metrics.items():
                     v = np.asarray(v)[s]
                     row[k] = float(np.mean(v))
-                    if k in self.per_agent:
+                    if k in self.runner.algo.per_agent_metrics:
                         row.update({f"{k}_{i}": float(x) for i, x in enumerate(v)})
             rows.append(row)
         return rows
