@@ -3,7 +3,7 @@
 Schedule (the reference HARL off-policy runner): ``warmup_steps`` env steps of uniformly
 random actions fill the buffer; then each *block* is ``train_interval`` vector steps of all
 ``n_envs`` envs with the stochastic policy, followed by ``update_per_train * train_interval``
-gradient updates. A *chunk* is a ``lax.scan`` over blocks; the experiment runs chunks
+gradient updates. A *chunk* is a loop over blocks; the experiment runs chunks
 between evaluations. Everything here is for one seed; :meth:`OffPolicyRunner.compile`
 ``vmap``s it over seeds and jits it (``runners/host.py`` is the same loop with the envs
 stepped on the host).
@@ -117,7 +117,7 @@ class CompiledLoop:
         return SeedLoop(
             init=init,
             warmup=jax.jit(over_seeds(self.warmup, n_seeds), donate_argnums=0),
-            chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), static_argnums=1, donate_argnums=0),
+            chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), donate_argnums=0),
             evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
             template=lambda keys: jax.eval_shape(init, keys),
             resumed=lambda rs, blocks_done: rs if sharding is None else jax.device_put(rs, sharding),
@@ -131,10 +131,18 @@ class CompiledLoop:
         rs, metrics = jax.lax.scan(self._update, rs, None, self.schedule.updates_per_block)
         return rs, jax.tree.map(lambda m: m.mean(0), metrics)
 
-    def chunk(self, rs: RunnerState, n_blocks: int):
-        """n_blocks blocks; returns the metrics averaged over the chunk's blocks."""
-        rs, metrics = jax.lax.scan(self.block, rs, None, n_blocks)
-        return rs, jax.tree.map(lambda m: m.mean(0), metrics)
+    def chunk(self, rs: RunnerState, n_blocks):
+        """n_blocks blocks; returns the metrics averaged over the chunk's blocks. n_blocks is a
+        traced argument, so one compiled program serves every chunk length (the last chunk of
+        a run, a resumed or extended run's)."""
+        def block(_, carry):
+            rs, total = carry
+            rs, metrics = self.block(rs, None)
+            return rs, jax.tree.map(jnp.add, total, metrics)
+
+        zeros = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), jax.eval_shape(self.block, rs, None)[1])
+        rs, total = jax.lax.fori_loop(0, n_blocks, block, (rs, zeros))
+        return rs, jax.tree.map(lambda t: t / n_blocks, total)
 
     def evaluate(self, algo_state, key):
         """The algorithm's evaluation policy (``evaluation_act``), ``eval_episodes`` fresh

@@ -2,7 +2,7 @@
 
 One *block* is one iteration: a rollout of ``episode_length`` vector steps of ``n_envs``
 envs with the current policies (``rollout.py``), then one ``update`` of the algorithm on it
-(advantages, the actors on the template, the critic). A chunk is a ``lax.scan`` over
+(advantages, the actors on the template, the critic). A chunk is a loop over
 blocks; the experiment runs chunks between evaluations, with the seeds vmapped
 (``over_seeds``), exactly as the off-policy loop.
 """
