@@ -197,6 +197,7 @@ def test_the_architecture_docs_example_algorithm_runs(tmp_path):
     from pathlib import Path
 
     from meharl.algorithms import ALGORITHMS
+    from meharl.presets import PRESETS
 
     page = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
     code = next(b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "class KLHAPPO" in b)
@@ -207,21 +208,23 @@ def test_the_architecture_docs_example_algorithm_runs(tmp_path):
                           "kl_coef": 0.1}, run_dir=tmp_path, quiet=True))
     finally:
         ALGORITHMS.pop("klhappo", None)
-    # from the biased start (0.6 on A) towards (A, A) as HAPPO, slower under the drift: 0.85 on A
-    # at the preset's 40k steps with seed 0 (HAPPO: 0.998)
-    assert (p[:, 0] > 0.8).all(), p
+        PRESETS.pop("klhappo", None)
+    # from the biased start (0.6 on A) to (A, A) as HAPPO on HAPPO's matrix preset (40k steps):
+    # 0.998 on A for both agents with seed 0
+    assert (p[:, 0] > 0.95).all(), p
 
 
 @pytest.mark.parametrize("algo", ["happo", "hatrpo", "mappo"])
 def test_simple_spread_beats_random(tmp_path, algo):
-    """150k env steps of continuous simple_spread with the reference's settings except the
+    """100k env steps of continuous simple_spread with the reference's settings except the
     rollout (10 envs x 50 steps per iteration, for more iterations in a CI-sized budget): the
     deterministic policy beats the uniform random policy by 12 (40 episodes each). Measured
-    with seed 0: random -78.2; HAPPO -55.7, HATRPO -59.3, MAPPO -59.2 (the initial policy
-    -70.8). HAA2C reaches only -71.4 at this budget and is left out (docs/algorithms/on-policy.md)."""
+    with seed 0: random -78.2; HAPPO -61.6, HATRPO -58.1, MAPPO -58.2 (the initial policy
+    -70.8; at 150k -55.7, -59.3, -59.2). HAA2C reaches only -71.4 at 150k and is left out
+    (docs/algorithms/on-policy.md)."""
     from meharl.runners.offpolicy import play_episodes
 
-    exp = train({"algo": algo, "env": "mpe/simple_spread", "total_steps": 150_000, "eval_interval": 150_000,
+    exp = train({"algo": algo, "env": "mpe/simple_spread", "total_steps": 100_000, "eval_interval": 100_000,
                  "n_envs": 10, "episode_length": 50}, run_dir=tmp_path, quiet=True)
     env = exp.env
     uniform = lambda k, s, ts: jax.random.uniform(k, ts.obs.shape[:-1] + (env.spec.max_action_dim,), minval=-1, maxval=1)  # noqa: E731
