@@ -28,7 +28,7 @@ def _numbers(rows):
 
 
 def test_the_seed_axis_is_sharded_over_two_devices_with_the_same_numbers(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(CONFIG), str(tmp_path / "sharded")], env=env,
                          capture_output=True, text=True, check=True)
     sharded = json.loads(out.stdout.strip().splitlines()[-1])

@@ -22,7 +22,7 @@ def test_hasac_on_the_template_reproduces_its_numbers_from_before_the_move(case,
     assert len(rows) == len(before["rows"])
     for got, want in zip(rows, before["rows"]):
         for k, v in want.items():
-            if isinstance(v, float):
+            if isinstance(v, float) or (isinstance(v, list) and all(isinstance(x, float) for x in v)):
                 np.testing.assert_allclose(got[k], v, rtol=1e-5, atol=1e-6, err_msg=f"{case} {k} at {want['env_steps']}")
             else:
                 assert got[k] == v, (case, k)
