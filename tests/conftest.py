@@ -53,6 +53,13 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))
 
 
+def pytest_collection_modifyitems(items):
+    """The ``slow`` tests (CI-sized learning runs, tens of seconds each) first: xdist hands out
+    work in collection order (after the fixture groups), so the long tests start in the first
+    wave and short ones fill the workers at the end, instead of one long test running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_configure(config):
     """One persistent XLA compilation cache for the session (and the CLI subprocesses it
     starts): tests that build the same program again (a resumed or extended run, the same

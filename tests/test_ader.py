@@ -45,6 +45,7 @@ def test_ader_refuses_what_it_cannot_adapt_before_compiling():
         build(resolve({"algo": "hasac", "env": "matrix/ader_path", "ader": True, "auto_alpha": False}))
 
 
+@pytest.mark.slow
 def test_ader_target_entropies_swap_between_the_agents_at_the_junction_of_the_path_game(tmp_path):
     """ADER's Figure 2(b): on the path game agent 1 (x) must first walk to the junction (0.6, 0)
     while agent 2 (y) keeps still, then agent 2 walks up to the circle while agent 1 keeps

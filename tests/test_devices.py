@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from meharl.experiment import train
 
@@ -27,6 +28,7 @@ def _numbers(rows):
     return [v for r in rows for k, v in sorted(r.items()) if k not in ("wall_time", "eval_returns")]
 
 
+@pytest.mark.slow
 def test_the_seed_axis_is_sharded_over_two_devices_with_the_same_numbers(tmp_path):
     env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(CONFIG), str(tmp_path / "sharded")], env=env,

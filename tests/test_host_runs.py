@@ -42,6 +42,7 @@ def test_pz_mpe_evaluates_the_same_policy_like_the_jax_mpe():
     assert -120 < pz_r.mean() < -30  # the scale of simple_spread returns (README)
 
 
+@pytest.mark.slow
 def test_host_run_trains_writes_outputs_and_resumes(tmp_path, interrupt_after_second_checkpoint):
     cfg = resolve({**TINY, "env": "pz_mpe/simple_speaker_listener", "seeds": "0,1", "vector_env": "sync"})
     first = Experiment(cfg, tmp_path / "run", quiet=True)
@@ -61,6 +62,7 @@ def test_host_run_trains_writes_outputs_and_resumes(tmp_path, interrupt_after_se
         assert (tmp_path / "run" / name).exists(), name
 
 
+@pytest.mark.slow
 def test_mamujoco_smoke_in_worker_processes(tmp_path):
     pytest.importorskip("gymnasium_robotics", reason="Multi-Agent MuJoCo is a test extra: pip install -e .[test]")
     cfg = resolve({**TINY, "env": "mamujoco/HalfCheetah-2x3", "seeds": "0", "eval_episodes": 2, "total_steps": 300,
@@ -73,6 +75,7 @@ def test_mamujoco_smoke_in_worker_processes(tmp_path):
     assert exp.runner._vec == {}  # the worker processes were shut down
 
 
+@pytest.mark.slow
 def test_smax_smoke_reports_win_rate(tmp_path, capfd):
     cfg = resolve({**TINY, "env": "smax/3m", "seeds": "0", "total_steps": 300, "eval_episodes": 4})
     rows = Experiment(cfg, tmp_path / "run", quiet=True).run()

@@ -104,6 +104,7 @@ def test_actors_and_targets_move_every_policy_freq_updates(policy_freq):
         ts = new
 
 
+@pytest.mark.slow
 def test_had3qn_reaches_the_optimum_of_harl_example1(tmp_path):
     """HARL Example 1, r = [[0, 2], [2, -1]]: the optimal joint actions are (0, 1) and (1, 0),
     which the agents must coordinate on. HAD3QN's sequential best responses reach one in 3 of 3
@@ -134,6 +135,7 @@ SPREAD_SMALL = {"total_steps": 40_000, "warmup_steps": 5_000, "eval_interval": 3
                 "hidden_sizes": "64,64"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["haddpg", "hatd3", "maddpg", "matd3", "had3qn"])
 def test_simple_spread_beats_random(tmp_path, algo):
     """40k env steps of simple_spread (continuous; discrete for HAD3QN) with the reference's

@@ -214,6 +214,7 @@ def test_the_architecture_docs_example_algorithm_runs(tmp_path):
     assert (p[:, 0] > 0.95).all(), p
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["happo", "hatrpo", "mappo"])
 def test_simple_spread_beats_random(tmp_path, algo):
     """100k env steps of continuous simple_spread with the reference's settings except the
@@ -233,6 +234,7 @@ def test_simple_spread_beats_random(tmp_path, algo):
     assert learned > random_return + 12, (learned, random_return)
 
 
+@pytest.mark.slow
 def test_discrete_simple_spread_beats_random(tmp_path):
     """The same budget on discrete simple_spread (categorical actors): HAPPO's greedy policy
     beats the uniform random choice by 12 (40 episodes each). Measured with seed 0: random
@@ -251,6 +253,7 @@ def test_discrete_simple_spread_beats_random(tmp_path):
     assert exp.rows[-1]["eval_return_mean"] > random_return + 12, (exp.rows[-1]["eval_return_mean"], random_return)
 
 
+@pytest.mark.slow
 def test_on_policy_smax_smoke(tmp_path):
     """Masked discrete actions and dead agents: a short HAPPO run on SMAX 3m trains and evaluates."""
     rows = train({"algo": "happo", "env": "smax/3m", "total_steps": 2_000, "n_envs": 4, "episode_length": 50,

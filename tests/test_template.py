@@ -10,6 +10,7 @@ from meharl.experiment import train
 BEFORE = json.loads((Path(__file__).parent / "data" / "hasac_before_template.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BEFORE))
 def test_hasac_on_the_template_reproduces_its_numbers_from_before_the_move(case, tmp_path):
     """Short fixed-seed runs recorded with HASAC's own loop (commit f740a85, this CPU) before it

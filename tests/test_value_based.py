@@ -106,6 +106,7 @@ def _greedy_joint_action(exp, seed):
     return tuple(int(a) for a in jnp.argmax(q, -1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["qmix", "vdn"])
 def test_monotonic_factorisations_mostly_miss_the_optimum_of_the_soft_qmix_game(tmp_path, algo):
     """Soft-QMIX Table 1 (8 at (A, A), -12 off it in A's row and column, 0 elsewhere): a
@@ -118,6 +119,7 @@ def test_monotonic_factorisations_mostly_miss_the_optimum_of_the_soft_qmix_game(
     assert sum(a != (0, 0) for a in greedy) >= 6, greedy
 
 
+@pytest.mark.slow
 def test_fop_policies_mostly_put_their_mass_off_the_optimum_of_the_soft_qmix_game(tmp_path):
     """Soft-QMIX Table 2(b): FOP's policies put most of their mass off A (0.21 on A there).
     Ten seeds of the matrix preset (10k steps, alpha annealed from 0.5, 0.45 at the end);
@@ -142,6 +144,7 @@ SPREAD_SMALL = {"total_steps": 40_000, "eval_interval": 40_000, "eval_episodes":
 SOFT_QMIX_SMALL = {"total_steps": 20_000, "eval_interval": 20_000, "epsilon_anneal_steps": 10_000, "lr": 3e-3}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["qmix", "vdn", "soft_qmix", "fop", "ader"])
 def test_simple_spread_discrete_beats_random(tmp_path, algo):
     """40k env steps of discrete simple_spread with the MPE preset at a CI size (32-unit GRU,
@@ -163,6 +166,7 @@ def test_bad_value_based_configs_are_refused_before_compiling():
         resolve({"algo": "soft_qmix", "mixer": "mean"})
 
 
+@pytest.mark.slow
 def test_an_interrupted_qmix_run_resumes_to_the_same_numbers(tmp_path, interrupt_after_second_checkpoint):
     """The replay of sequences, the learner and the step count (epsilon's clock) are all in the
     checkpoint: interrupted after its second evaluation and resumed, a run logs what the
@@ -180,6 +184,7 @@ def test_an_interrupted_qmix_run_resumes_to_the_same_numbers(tmp_path, interrupt
     assert [[r.get(k) for k in compared] for r in resumed] == [[r.get(k) for k in compared] for r in full]
 
 
+@pytest.mark.slow
 def test_host_stepped_envs_run_the_same_blocks(tmp_path):
     """QMIX on PettingZoo's simple_spread (mpe2, stepped on the host): the same schedule,
     replay of sequences and evaluation as the compiled loop; finite metrics, evaluations where
