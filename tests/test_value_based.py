@@ -140,7 +140,7 @@ SPREAD_SMALL = {"total_steps": 40_000, "eval_interval": 40_000, "eval_episodes":
 
 
 # Soft-QMIX's update (batch 128, 4 envs: twice the updates per env step) costs ~4x QMIX's at
-# this size: half the steps at 3x its learning rate, which learns in all of seeds 0-2
+# this size: half the steps at 3x its learning rate (measured: docs/algorithms/value-based.md)
 SOFT_QMIX_SMALL = {"total_steps": 20_000, "eval_interval": 20_000, "epsilon_anneal_steps": 10_000, "lr": 3e-3}
 
 
