@@ -28,6 +28,9 @@ DEFAULT_MAIN = {"env": "mpe/simple_spread", "total_steps": "60000", "eval_interv
 def _train(args):
     from meharl.config import parse_overrides, resolve
     from meharl.experiment import Experiment, NaNError
+    from meharl.sweep import die_with_parent
+
+    die_with_parent()  # when a sweep started this process
 
     overrides = parse_overrides(args.overrides)
     if not args.overrides:
@@ -127,9 +130,8 @@ def _sweep(args):
     if args.ray is not None:
         from meharl.sweep import RaySweep
 
-        address = None if args.ray == "local" else args.ray
-        command += " --ray" + (f" {address}" if address else "")
-        sweep = RaySweep(runs, sweep_dir, command, args.retries, address=address, cpus=args.cpus_per_run,
+        command += " --ray" + (f" {args.ray}" if args.ray != "local" else "")
+        sweep = RaySweep(runs, sweep_dir, command, args.retries, address=args.ray, cpus=args.cpus_per_run,
                          gpus=args.gpus_per_run)
     else:
         sweep = Sweep(runs, sweep_dir, command, args.retries)
@@ -232,8 +234,8 @@ def main(argv=None):
     sw.add_argument("--retries", type=int, default=2, help="times a run whose process died is resumed")
     sw.add_argument("--dry-run", action="store_true", help="print the runs and their status, train nothing")
     sw.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                    help="run every config as a Ray task: on a local Ray instance, or on the cluster at ADDRESS "
-                    "(needs pip install 'meharl[ray]')")
+                    help="run every config as a Ray task: on a new local Ray instance, or on the cluster at "
+                    "ADDRESS ('auto': the one `ray start` made on this machine; needs pip install 'meharl[ray]')")
     sw.add_argument("--cpus-per-run", type=float, default=1, help="with --ray: the CPUs each run declares")
     sw.add_argument("--gpus-per-run", type=float, default=0, help="with --ray: the GPUs each run declares")
     sw.add_argument("--report", action="store_true", help="then write `meharl report` of the sweep directory")

@@ -11,11 +11,12 @@ meaning 0,1,2,3,4. A key that an algorithm of the grid does not have is left out
 (their alternatives collapse into one run); a key no algorithm of the grid has is an error.
 
 The sweep directory holds one run directory per config and ``sweep.json``, the index: every
-run's overrides, status (pending, running, done, failed, invalid), attempts, wall time and
-error. Running the same command again skips the runs that are done and resumes the others
+run's overrides, status (pending, running, done, failed, invalid), attempts, wall time,
+error and where it ran. Running the same command again skips the runs that are done and resumes the others
 from their checkpoints (``meharl train``'s exact resume): a sweep killed at any point loses
-nothing. A run whose process dies (killed, out of memory) is retried ``--retries`` times, each
-time resuming; a run with an invalid config is reported and the others go on.
+nothing. A run whose process dies (killed, out of memory, a lost Ray node) is retried
+``--retries`` times, each time resuming; a run with an invalid config is reported and the
+others go on.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ import itertools
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +43,7 @@ INDEX = "sweep.json"
 TUPLE_ALTERNATIVES = ":"
 STATUSES = ("pending", "running", "done", "failed", "invalid")
 CONFIG_ERROR = 2  # meharl's exit status for a bad config or input: retrying cannot help
+PARENT = "MEHARL_SWEEP_PARENT"  # the pid a sweep's training process dies with
 
 
 @dataclasses.dataclass
@@ -50,7 +54,8 @@ class Run:
     attempts: int = 0
     wall_s: float = 0.0
     error: typing.Optional[str] = None
-    pid: typing.Optional[int] = None
+    pid: typing.Optional[int] = None  # of its training process, while it runs
+    node: typing.Optional[str] = None  # where its last attempt ran: the host (with Ray, also the node id)
 
 
 # ---------------------------------------------------------------------------------------
@@ -226,9 +231,8 @@ class Sweep:
     def attempt(self, run: Run, log_path: Path) -> int:
         """One try of ``run`` in a child process; its exit status."""
         with open(log_path, "a") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "meharl.cli", *self.train_command(run)], stdout=log,
-                                    stderr=subprocess.STDOUT)
-            self._set(run, pid=proc.pid)
+            proc = _spawn(self.train_command(run), log, socket.gethostname())
+            self._set(run, pid=proc.pid, node=socket.gethostname())
             return proc.wait()
 
     def run_one(self, run: Run):
@@ -282,18 +286,46 @@ class Sweep:
         return all(r.status == "done" for r in self.runs)
 
 
-def _train_process(args: list[str], log_path: str) -> int:
-    """``meharl train args`` in a child process of this Python (a Ray task runs it on its node)."""
+def _spawn(args: list[str], log, where: str) -> subprocess.Popen:
+    """``meharl train args`` in a child process that dies with this one (a sweep or Ray worker
+    killed does not leave its training process running beside the retry that resumes it)."""
+    proc = subprocess.Popen([sys.executable, "-m", "meharl.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, PARENT: str(os.getpid())})
+    log.write(f"sweep: attempt on {where}, pid {proc.pid}\n")
+    log.flush()
+    return proc
+
+
+def die_with_parent():
+    """In a sweep's training process: be killed when the process that started it dies
+    (Linux's parent-death signal; elsewhere a no-op)."""
+    parent = os.environ.pop(PARENT, None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):  # it died before the signal was armed
+        os._exit(1)
+
+
+def _ray_train_process(args: list[str], log_path: str) -> tuple[int, str]:
+    """A Ray task: ``meharl train args`` on the task's node; its exit status and where it ran."""
+    import ray
+
+    where = f"{socket.gethostname()} (ray node {ray.get_runtime_context().get_node_id()[:12]})"
     with open(log_path, "a") as log:
-        return subprocess.run([sys.executable, "-m", "meharl.cli", *args], stdout=log, stderr=subprocess.STDOUT).returncode
+        return _spawn(args, log, where).wait(), where
 
 
 class RaySweep(Sweep):
-    """Every run a Ray task declaring its CPUs and GPUs, on a local Ray instance (``address``
-    None) or an existing cluster (its address); Ray schedules them as resources free up. On a
-    cluster of several machines the sweep directory must be on a filesystem they share."""
+    """Every run a Ray task declaring its CPUs and GPUs, on a new local Ray instance (``address``
+    "local", never a cluster found on this machine) or an existing cluster (its address, or
+    "auto"); Ray schedules them as resources free up. On a cluster of several machines the
+    sweep directory must be on a filesystem they share."""
 
-    def __init__(self, *args, address=None, cpus: float = 1, gpus: float = 0, **kwargs):
+    def __init__(self, *args, address: str = "local", cpus: float = 1, gpus: float = 0, **kwargs):
         try:
             import ray
         except ImportError:
@@ -301,14 +333,16 @@ class RaySweep(Sweep):
         super().__init__(*args, **kwargs)
         self.ray, self.address = ray, address
         # our loop retries (and resumes) a run whose task died; Ray itself does not
-        self.task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_train_process)
+        self.task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_ray_train_process)
 
     def concurrency(self, workers: int, todo: int) -> int:
         return todo  # Ray queues the tasks by their resources
 
     def attempt(self, run: Run, log_path: Path) -> int:
         try:
-            return self.ray.get(self.task.remote(self.train_command(run), str(log_path.absolute())))
+            rc, where = self.ray.get(self.task.remote(self.train_command(run), str(log_path.absolute())))
+            self._set(run, node=where)
+            return rc
         except self.ray.exceptions.RayError as err:  # the task's worker or node died
             with open(log_path, "a") as log:
                 log.write(f"ray: {type(err).__name__}: {err}\n")

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +75,20 @@ def _wait(what, timeout=300):
         time.sleep(0.05)
 
 
+def _attempts(run_dir):
+    """(where, pid) of every attempt of a run, from its ``sweep.log``."""
+    log = (run_dir / "sweep.log").read_text() if (run_dir / "sweep.log").exists() else ""
+    return [(m[1], int(m[2])) for m in re.finditer(r"^sweep: attempt on (.*), pid (\d+)$", log, re.M)]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 NAMES = ["hasac__matrix_hasac_3x3__alpha=1", "hasac__matrix_hasac_3x3__alpha=10"]
 
 
@@ -95,17 +110,20 @@ def test_a_sweep_trains_every_valid_config_and_reports_the_invalid_one(whole):
 
 def test_a_killed_worker_and_a_killed_sweep_lose_nothing(whole, tmp_path):
     """The first run's training process is killed after its first checkpoint (the sweep
-    retries it, resuming), then the whole sweep is killed during the second run; the same
-    command run again skips the first and resumes the second. Both runs end with the numbers
-    of the uninterrupted sweep."""
+    retries it, resuming), then the sweep's process is killed during the second run (its
+    training process dies with it); the same command run again skips the first and resumes
+    the second. Both runs end with the numbers of the uninterrupted sweep."""
     cut = tmp_path / "cut"
     sweep = _sweep(cut, start_new_session=True)
     _wait(lambda: (cut / NAMES[0] / "checkpoint.npz").exists() and _index(cut)[NAMES[0]]["pid"])
     os.kill(_index(cut)[NAMES[0]]["pid"], signal.SIGKILL)  # the first run's training process
     _wait(lambda: (cut / NAMES[1] / "checkpoint.npz").exists())
     assert _index(cut)[NAMES[0]]["attempts"] == 2 and _index(cut)[NAMES[0]]["status"] == "done"
-    os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and its worker, during the second run
+    worker = _index(cut)[NAMES[1]]["pid"]
+    sweep.kill()  # the sweep's process alone (SIGKILL), during the second run
     sweep.wait()
+    time.sleep(1)
+    assert not _alive(worker)  # its training process died with it, not left running beside the resume
     assert _index(cut)[NAMES[1]]["status"] == "running"
     again = _sweep(cut)
     out = again.communicate()[0]
@@ -123,6 +141,45 @@ def test_the_same_sweep_on_a_local_ray_instance(whole, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "meharl.cli", "sweep", *ray], capture_output=True, text=True)
     assert proc.returncode == 1 and "sweep: 1 done, 1 invalid" in proc.stdout, proc.stdout + proc.stderr
     assert _numbers(tmp_path / "ray" / NAMES[0]) == _numbers(whole[0] / NAMES[0])
+
+
+def test_a_sweep_on_a_two_node_ray_cluster_survives_a_lost_node(whole, tmp_path):
+    """A Ray cluster of two nodes with one CPU each (both on this machine, as Ray's own
+    multi-node tests do), the sweep given its address: the two runs train on different nodes.
+    The node of one run is removed (its processes killed) after that run's first checkpoint:
+    its training process dies with its worker, the run is retried on the other node and
+    resumes, and both runs end with the numbers of the uninterrupted sweep."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'meharl[ray]'")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        lost = cluster.add_node(num_cpus=1)
+        d = tmp_path / "cluster"
+        args = [*GRID[:2], "alpha=1,10", *GRID[3:], "--dir", str(d), "--ray", cluster.address]
+        sweep = subprocess.Popen([sys.executable, "-m", "meharl.cli", "sweep", *args], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+
+        def on_lost_node():
+            return [n for n in NAMES if (d / n / "checkpoint.npz").exists()
+                    and any(lost.node_id[:12] in where for where, _ in _attempts(d / n))]
+
+        _wait(lambda: on_lost_node() or sweep.poll() is not None)
+        assert sweep.poll() is None, sweep.communicate()[0]
+        victim = on_lost_node()[0]
+        (where, pid), = _attempts(d / victim)
+        cluster.remove_node(lost, allow_graceful=False)
+        _wait(lambda: not _alive(pid), timeout=60)  # no orphan left training beside the retry
+        out = sweep.communicate(timeout=600)[0]
+        assert sweep.returncode == 0 and "sweep: 2 done" in out, out
+    finally:
+        cluster.shutdown()
+    assert len({_attempts(d / n)[0][0] for n in NAMES}) == 2  # the first attempts: one run per node
+    index = _index(d)
+    assert index[victim]["attempts"] == 2 and lost.node_id[:12] not in index[victim]["node"]
+    assert "resuming" in (d / victim / "sweep.log").read_text()
+    for name in NAMES:
+        assert _numbers(d / name) == _numbers(whole[0] / name), name
 
 
 def test_iqm_intervals_and_probability_of_improvement_on_worked_examples():
