@@ -187,11 +187,11 @@ def _list(args):
         print(_keys("  keys:", algo.Config))
 
 
-def main(argv=None):
+def parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The command line of ``meharl`` (``argv`` decides whether ``train --help`` lists the keys)."""
     p = argparse.ArgumentParser(prog="meharl", allow_abbrev=False, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    argv = sys.argv[1:] if argv is None else argv
     # `meharl train --help` lists the run and environment keys (built only then: it imports the config)
     epilog = (_common_keys() + "\nalgorithm keys (algo=...): `meharl list`"
               if argv[:1] == ["train"] and {"-h", "--help"} & set(argv) else None)
@@ -250,7 +250,12 @@ def main(argv=None):
     rp.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     rp.set_defaults(func=_report)
     sub.add_parser("list", allow_abbrev=False, help="algorithms, environments and config keys").set_defaults(func=_list)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(argv).parse_args(argv)
     try:
         rc = args.func(args)
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:

@@ -1,6 +1,8 @@
 """The docs site builds in strict mode (a broken link or reference fails), and its generated
 configuration reference has a description for every key."""
 import dataclasses
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -30,37 +32,86 @@ def test_the_docs_site_builds_strict_with_the_generated_reference(tmp_path):
         assert all(f"<code>{f.name}</code>" in reference for f in dataclasses.fields(algo.Config)), name
 
 
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
 def _train_commands():
     """Every `meharl train ...` command line in the README and the docs, as its key=value
     arguments (placeholders such as RUN and bracketed optional parts left out)."""
-    import re
-    import shlex
-
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+    for path in DOCS:
         for line in path.read_text().splitlines():
             for m in re.finditer(r"meharl train((?: [^\s`#]+)*)", line):
                 args = [a for a in shlex.split(m.group(1)) if "=" in a and not a.startswith(("[", "--"))]
                 yield f"{path.relative_to(ROOT)}: {m.group(0)}", args
 
 
-def test_every_documented_train_command_resolves():
-    """The keys, values and task names of every documented command are valid today (a command
-    that rots fails here, before anyone copies it)."""
-    from meharl.config import parse_overrides, resolve
+def _shell_commands():
+    """Every other `meharl ...` command of the README's and the docs' shell blocks, as its
+    arguments (comments left out)."""
+    for path in DOCS:
+        for block in re.findall(r"```bash\n(.*?)```", path.read_text(), re.S):
+            for line in block.splitlines():
+                m = re.match(r"\s*meharl ((?!train)\w+.*?)\s*(#.*)?$", line)
+                if m:
+                    yield f"{path.relative_to(ROOT)}: {m.group(0).strip()}", shlex.split(m.group(1))
 
-    commands = list(_train_commands())
+
+@pytest.mark.slow
+def test_every_documented_train_command_builds_and_traces(tmp_path):
+    """Every documented `meharl train` command: its keys, values and task resolve, and its
+    whole training program (init, warmup, a chunk of blocks, the evaluation) is built and
+    traced with abstract values (jax.eval_shape: every shape and code path of that config,
+    without compiling or running it; host-stepped environments: built, the learner's state
+    traced). A command that rots fails here, before anyone copies it."""
+    import jax
+
+    from meharl.config import parse_overrides, resolve
+    from meharl.envs import is_host
+    from meharl.experiment import Experiment
+
+    commands, traced = list(_train_commands()), set()
     assert len(commands) > 15
     for where, args in commands:
         try:
-            resolve(parse_overrides(args))
-        except ValueError as e:
-            raise AssertionError(f"{where}: {e}") from e
+            cfg = resolve(parse_overrides(args))
+            if repr(cfg.to_dict()) in traced:
+                continue
+            traced.add(repr(cfg.to_dict()))
+            exp = Experiment(cfg, tmp_path, quiet=True)
+            rs = exp.loop.template(exp.seed_keys())
+            if not is_host(cfg.env):
+                rs = jax.eval_shape(exp.loop.warmup, rs)
+                jax.eval_shape(exp.loop.chunk, rs, 1)
+                jax.eval_shape(exp.loop.evaluate, rs.algo, exp.eval_keys(0))
+            exp.runner.close()
+        except Exception as e:
+            raise AssertionError(f"{where}: {type(e).__name__}: {e}") from e
+
+
+def test_every_other_documented_command_parses_and_the_cheap_ones_run(tmp_path, monkeypatch, capsys):
+    """The README's and the docs' `meharl eval / plot / report / sweep / solve / list` lines:
+    each parses (its options exist and take their values); `sweep` lines run as a dry run (the
+    grid's every key and value valid for every algorithm of it), `solve` and `list` run."""
+    from meharl.cli import main, parser
+
+    commands = list(_shell_commands())
+    assert {a[0] for _, a in commands} >= {"eval", "plot", "report", "sweep", "solve", "list"}
+    monkeypatch.chdir(tmp_path)
+    for where, args in commands:
+        try:
+            parser(args).parse_args(args)
+        except SystemExit as e:
+            raise AssertionError(f"{where}: does not parse: {capsys.readouterr().err}") from e
+        if args[0] in ("solve", "list") or (args[0] == "sweep" and "..." not in args):
+            run = args + ["--dry-run"] if args[0] == "sweep" and "--dry-run" not in args else args
+            if "--file" in run:  # the grid file the docs describe
+                (tmp_path / run[run.index("--file") + 1]).write_text("algo: [hasac, happo]\nseeds: 0-2\n")
+            capsys.readouterr()
+            assert main(run) == 0, f"{where}: {capsys.readouterr().err}"
 
 
 def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     """The README's Python block, executed as written (in a scratch working directory)."""
-    import re
-
     block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
     monkeypatch.chdir(tmp_path)
     namespace = {}
