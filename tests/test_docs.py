@@ -65,6 +65,7 @@ def test_every_documented_train_command_builds_and_traces(tmp_path):
     traced). A command that rots fails here, before anyone copies it."""
     import jax
 
+    from meharl.cli import DEFAULT_MAIN
     from meharl.config import parse_overrides, resolve
     from meharl.envs import is_host
     from meharl.experiment import Experiment
@@ -73,7 +74,7 @@ def test_every_documented_train_command_builds_and_traces(tmp_path):
     assert len(commands) > 15
     for where, args in commands:
         try:
-            cfg = resolve(parse_overrides(args))
+            cfg = resolve(parse_overrides(args) if args else dict(DEFAULT_MAIN))  # bare `meharl train`: the main job
             if repr(cfg.to_dict()) in traced:
                 continue
             traced.add(repr(cfg.to_dict()))

@@ -122,8 +122,7 @@ def test_a_killed_worker_and_a_killed_sweep_lose_nothing(whole, tmp_path):
     worker = _index(cut)[NAMES[1]]["pid"]
     sweep.kill()  # the sweep's process alone (SIGKILL), during the second run
     sweep.wait()
-    time.sleep(1)
-    assert not _alive(worker)  # its training process died with it, not left running beside the resume
+    _wait(lambda: not _alive(worker), timeout=3)  # it died with the sweep (the mechanism: the next test)
     assert _index(cut)[NAMES[1]]["status"] == "running"
     again = _sweep(cut)
     out = again.communicate()[0]
@@ -141,6 +140,27 @@ def test_the_same_sweep_on_a_local_ray_instance(whole, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "meharl.cli", "sweep", *ray], capture_output=True, text=True)
     assert proc.returncode == 1 and "sweep: 1 done, 1 invalid" in proc.stdout, proc.stdout + proc.stderr
     assert _numbers(tmp_path / "ray" / NAMES[0]) == _numbers(whole[0] / NAMES[0])
+
+
+def test_a_training_process_dies_with_the_process_that_started_it(tmp_path):
+    """A process starts a run as a sweep does (``_spawn``) and is killed (SIGKILL) at once:
+    the run's training process, which would compile and train for tens of seconds, is gone
+    within 5 s (Linux's parent-death signal, armed when ``meharl train`` starts)."""
+    starter = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from meharl.sweep import _spawn\n"
+        f"proc = _spawn(['train', 'env=matrix/hasac_3x3', 'total_steps=200000', '--run-dir', {str(tmp_path)!r}], "
+        f"open({str(tmp_path / 'log')!r}, 'a'), 'here')\n"
+        "print(proc.pid, flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    child = int(starter.stdout.readline())
+    starter.kill()
+    starter.wait()
+    try:
+        _wait(lambda: not _alive(child), timeout=5)
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_a_sweep_on_a_two_node_ray_cluster_survives_a_lost_node(whole, tmp_path):
