@@ -12,9 +12,9 @@ meaning 0,1,2,3,4. A key that an algorithm of the grid does not have is left out
 
 The sweep directory holds one run directory per config and ``sweep.json``, the index: every
 run's overrides, status (pending, running, done, failed, invalid), attempts, wall time,
-error and where it ran. Running the same command again skips the runs that are done and resumes the others
-from their checkpoints (``meharl train``'s exact resume): a sweep killed at any point loses
-nothing. A run whose process dies (killed, out of memory, a lost Ray node) is retried
+error and where it ran. Running the same command again skips the runs that are done and
+resumes the others from their checkpoints (``meharl train``'s exact resume): a sweep killed at
+any point loses nothing. A run whose process dies (killed, out of memory, a lost Ray node) is retried
 ``--retries`` times, each time resuming; a run with an invalid config is reported and the
 others go on.
 """
@@ -230,9 +230,10 @@ class Sweep:
 
     def attempt(self, run: Run, log_path: Path) -> int:
         """One try of ``run`` in a child process; its exit status."""
+        host = socket.gethostname()
         with open(log_path, "a") as log:
-            proc = _spawn(self.train_command(run), log, socket.gethostname())
-            self._set(run, pid=proc.pid, node=socket.gethostname())
+            proc = _spawn(self.train_command(run), log, host)
+            self._set(run, pid=proc.pid, node=host)
             return proc.wait()
 
     def run_one(self, run: Run):
@@ -288,7 +289,9 @@ class Sweep:
 
 def _spawn(args: list[str], log, where: str) -> subprocess.Popen:
     """``meharl train args`` in a child process that dies with this one (a sweep or Ray worker
-    killed does not leave its training process running beside the retry that resumes it)."""
+    killed does not leave its training process running beside the retry that resumes it).
+    Linux sends the parent-death signal when the spawning *thread* ends: the caller waits on
+    the child in that thread (``Sweep.attempt``, ``_ray_train_process``)."""
     proc = subprocess.Popen([sys.executable, "-m", "meharl.cli", *args], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, PARENT: str(os.getpid())})
     log.write(f"sweep: attempt on {where}, pid {proc.pid}\n")

@@ -53,9 +53,9 @@ def test_dry_run_lists_the_runs_and_trains_nothing(tmp_path, capsys):
 GRID = ["algo=hasac", "env=matrix/hasac_3x3", "alpha=1,10,-1", "total_steps=3000", "seeds=0-1"]
 
 
-def _sweep(sweep_dir, args=(), **popen):
+def _sweep(sweep_dir, args=()):
     return subprocess.Popen([sys.executable, "-m", "meharl.cli", "sweep", *GRID, "--dir", str(sweep_dir), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _numbers(run_dir):
@@ -114,7 +114,7 @@ def test_a_killed_worker_and_a_killed_sweep_lose_nothing(whole, tmp_path):
     training process dies with it); the same command run again skips the first and resumes
     the second. Both runs end with the numbers of the uninterrupted sweep."""
     cut = tmp_path / "cut"
-    sweep = _sweep(cut, start_new_session=True)
+    sweep = _sweep(cut)
     _wait(lambda: (cut / NAMES[0] / "checkpoint.npz").exists() and _index(cut)[NAMES[0]]["pid"])
     os.kill(_index(cut)[NAMES[0]]["pid"], signal.SIGKILL)  # the first run's training process
     _wait(lambda: (cut / NAMES[1] / "checkpoint.npz").exists())
@@ -187,7 +187,7 @@ def test_a_sweep_on_a_two_node_ray_cluster_survives_a_lost_node(whole, tmp_path)
         _wait(lambda: on_lost_node() or sweep.poll() is not None)
         assert sweep.poll() is None, sweep.communicate()[0]
         victim = on_lost_node()[0]
-        (where, pid), = _attempts(d / victim)
+        (_, pid), = _attempts(d / victim)
         cluster.remove_node(lost, allow_graceful=False)
         _wait(lambda: not _alive(pid), timeout=60)  # no orphan left training beside the retry
         out = sweep.communicate(timeout=600)[0]
