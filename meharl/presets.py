@@ -83,7 +83,9 @@ _ON_MATRIX = [
            "no tuned file: one-step games, 200 samples an iteration and a 10x faster actor than the MPE default"),
     Preset("matrix/hasac_3x3", dict(init_policy=(0.6, 0.2, 0.2)), "HASAC paper Figure 1b's biased initial policy"),
 ]
-_MAMUJOCO = dict(hidden_sizes=(128, 128, 128), mamujoco_obs="reference", mamujoco_obsk=0, eval_episodes=40)
+# eval_interval: the tuned files' 25 iterations of 20 envs x 200 steps.
+_MAMUJOCO = dict(hidden_sizes=(128, 128, 128), mamujoco_obs="reference", mamujoco_obsk=0, eval_interval=100_000,
+                 eval_episodes=40)
 _SMAC = dict(episode_length=160, hidden_sizes=(64, 64, 64), eval_interval=10_000, eval_episodes=32)
 _NO_RNN = "the tuned file's recurrent policy is not built yet: an MLP"
 
