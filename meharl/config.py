@@ -72,6 +72,8 @@ class EnvConfig:
     mamujoco_obsk: int = key(1, "Multi-Agent MuJoCo, local: joints an agent observes beyond its own", "nonneg")
     vector_env: str = key("async", "host-stepped envs: 'async' (worker processes) or 'sync' (this process)",
                           choices=VECTOR_ENVS)
+    env_workers: int = key(0, "vector_env=async: worker processes sharing the envs (0: one per usable CPU core)",
+                           "nonneg")
 
 
 def _algorithms():

@@ -165,6 +165,40 @@ def test_vector_env_keeps_the_final_observation_of_a_truncated_episode():
     assert not np.array_equal(obs["obs"][0], twin_obs["obs"])  # the next episode's first observation
 
 
+def test_pooled_vector_env_steps_as_the_sync_one_and_raises_its_workers_errors():
+    """5 envs over 2 worker processes (3 + 2): the same observations, rewards, ends and final
+    observations as one SyncVectorEnv, through an auto-reset at the time limit (25 steps)."""
+    from meharl.envs.host import PooledVectorEnv, vector_env
+
+    make_env = make("pz_mpe/simple_spread")
+    sync, pooled = vector_env(make_env, 5, "sync"), vector_env(make_env, 5, "async", workers=2)
+    assert isinstance(pooled, PooledVectorEnv) and [len(s) for s in pooled.shares] == [3, 2]
+    workers = list(pooled._processes)
+    try:
+        seeds = [3, 1, 4, 1, 5]
+        for a, b in zip(sync.reset(seed=seeds)[0].values(), pooled.reset(seed=seeds)[0].values()):
+            np.testing.assert_array_equal(a, b)
+        rng = np.random.default_rng(0)
+        for t in range(30):
+            actions = rng.uniform(-1, 1, (5, 3, 5)).astype(np.float32)
+            (o1, r1, te1, tr1, i1), (o2, r2, te2, tr2, i2) = sync.step(actions), pooled.step(actions)
+            for k in o1:
+                np.testing.assert_array_equal(o1[k], o2[k])
+            np.testing.assert_array_equal(r1, r2)
+            np.testing.assert_array_equal(te1 | tr1, te2 | tr2)
+            np.testing.assert_array_equal(i1.get("_final_obs", np.zeros(5, bool)), i2["_final_obs"])
+            for i in np.flatnonzero(i2["_final_obs"]):
+                np.testing.assert_array_equal(i1["final_obs"][i]["obs"], i2["final_obs"][i]["obs"])
+        assert t == 29 and tr2.sum() == 0 and i2["_final_obs"].sum() == 0  # the resets happened at step 25
+        with pytest.raises(IndexError) as error:
+            pooled.step(np.zeros((5, 2, 5), np.float32))  # 2 agents' actions for 3
+        assert "in a host env worker process" in "".join(error.value.__notes__)
+    finally:
+        sync.close()
+        pooled.close()
+    assert len(workers) == 2 and not any(p.is_alive() for p in workers)  # an error closes the pool
+
+
 def test_real_smac_without_starcraft_names_what_is_missing():
     with pytest.raises((ModuleNotFoundError, FileNotFoundError), match="StarCraft II"):
         make("smac/3m")

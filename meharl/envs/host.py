@@ -29,6 +29,9 @@ available actions are read from ``info[agent]["action_mask"]`` when the env prov
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing as mp
+import os
+import traceback
 
 import gymnasium as gym
 import numpy as np
@@ -142,12 +145,99 @@ class JointEnv(gym.Env):
         self.env.close()
 
 
-def vector_env(make_env, n: int, kind: str):
+def vector_env(make_env, n: int, kind: str, workers: int = 0):
     """``n`` copies of ``make_env()`` stepped together, auto-resetting in the same step (the
-    final observation is kept in ``info["final_obs"]``). ``kind``: ``async`` (one worker
-    process per env, started with ``spawn``: forking a process that runs JAX can deadlock)
-    or ``sync`` (in this process; cheaper for very cheap envs)."""
-    mode = gym.vector.AutoresetMode.SAME_STEP
+    final observation is kept in ``info["final_obs"]``, the ended envs in ``info["_final_obs"]``).
+    ``kind``: ``sync`` (all in this process) or ``async`` (``workers`` processes, each stepping
+    its share of the envs one after another; 0: one per usable CPU core, at most ``n``)."""
     if kind == "async":
-        return gym.vector.AsyncVectorEnv([make_env] * n, context="spawn", autoreset_mode=mode)
-    return gym.vector.SyncVectorEnv([make_env] * n, autoreset_mode=mode)
+        return PooledVectorEnv(make_env, n, workers or len(os.sched_getaffinity(0)))
+    return gym.vector.SyncVectorEnv([make_env] * n, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+class PooledVectorEnv:
+    """``n`` envs split over ``workers`` processes, each holding a ``SyncVectorEnv`` of its share:
+    one pipe round trip per process and step, where Gymnasium's ``AsyncVectorEnv`` (one process
+    per env) pays one per env and, with more envs than cores, a context switch each. Processes
+    start with ``spawn`` (forking a process that runs JAX can deadlock) and end with this one
+    (a worker whose pipe closes exits). Same ``reset``/``step``/``close`` results as
+    ``SyncVectorEnv`` over all ``n`` envs (``info`` holds only the final observations)."""
+
+    def __init__(self, make_env, n: int, workers: int):
+        ctx = mp.get_context("spawn")
+        self.shares = np.array_split(np.arange(n), min(workers, n))
+        self._pipes, self._processes = [], []
+        for share in self.shares:
+            pipe, child = ctx.Pipe()
+            process = ctx.Process(target=_pooled_worker, args=(child, make_env, len(share)), daemon=True)
+            process.start()
+            child.close()
+            self._pipes.append(pipe)
+            self._processes.append(process)
+
+    def _call(self, command: str, args) -> list:
+        for pipe, arg in zip(self._pipes, args):
+            pipe.send((command, arg))
+        results = [pipe.recv() for pipe in self._pipes]
+        for result in results:
+            if isinstance(result, BaseException):
+                self.close()
+                raise result
+        return results
+
+    def reset(self, seed):
+        results = self._call("reset", [[seed[i] for i in share] for share in self.shares])
+        return _concat_obs(results), {}
+
+    def step(self, actions):
+        results = self._call("step", [actions[share] for share in self.shares])
+        obs, reward, terminated, truncated, final_obs, ended = zip(*results)
+        info = {"final_obs": np.concatenate(final_obs), "_final_obs": np.concatenate(ended)}
+        return _concat_obs(obs), np.concatenate(reward), np.concatenate(terminated), np.concatenate(truncated), info
+
+    def close(self):
+        for pipe in self._pipes:
+            try:
+                pipe.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+            pipe.close()
+        for process in self._processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+        self._pipes, self._processes = [], []
+
+
+def _concat_obs(parts) -> dict:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _pooled_worker(pipe, make_env, n: int):
+    """One process of :class:`PooledVectorEnv`: its ``n`` envs, stepped on request until told
+    to close or its pipe closes. An env's exception is sent back and raised by the caller."""
+    vec = None
+    try:
+        while True:
+            try:
+                command, arg = pipe.recv()
+            except EOFError:
+                return
+            if command == "close":
+                return
+            try:
+                if vec is None:
+                    vec = gym.vector.SyncVectorEnv([make_env] * n, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+                if command == "reset":
+                    pipe.send(vec.reset(seed=arg)[0])
+                else:
+                    obs, reward, terminated, truncated, info = vec.step(arg)
+                    ended = info.get("_final_obs", np.zeros(n, bool))
+                    final_obs = info.get("final_obs", np.full(n, None, object))
+                    pipe.send((obs, reward, terminated, truncated, final_obs, ended))
+            except Exception as error:  # noqa: BLE001 - handed to the caller, which raises it
+                error.add_note(f"in a host env worker process:\n{traceback.format_exc()}")
+                pipe.send(error)
+    finally:
+        if vec is not None:
+            vec.close()

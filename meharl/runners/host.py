@@ -48,7 +48,8 @@ class HostDriver:
     def vec(self, which: str):
         """The training or evaluation vector env, started on first use."""
         if which not in self._vec:
-            self._vec[which] = vector_env(self.make_env, self.n_seeds * self.cfg.n_envs, self.cfg.vector_env)
+            self._vec[which] = vector_env(self.make_env, self.n_seeds * self.cfg.n_envs, self.cfg.vector_env,
+                                           self.cfg.env_workers)
         return self._vec[which]
 
     def close(self):
