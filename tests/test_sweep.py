@@ -53,8 +53,8 @@ def test_dry_run_lists_the_runs_and_trains_nothing(tmp_path, capsys):
 GRID = ["algo=hasac", "env=matrix/hasac_3x3", "alpha=1,10,-1", "total_steps=3000", "seeds=0-1"]
 
 
-def _sweep(sweep_dir, args=()):
-    return subprocess.Popen([sys.executable, "-m", "meharl.cli", "sweep", *GRID, "--dir", str(sweep_dir), *args],
+def _sweep(sweep_dir):
+    return subprocess.Popen([sys.executable, "-m", "meharl.cli", "sweep", *GRID, "--dir", str(sweep_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
