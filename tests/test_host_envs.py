@@ -167,7 +167,8 @@ def test_vector_env_keeps_the_final_observation_of_a_truncated_episode():
 
 def test_pooled_vector_env_steps_as_the_sync_one_and_raises_its_workers_errors():
     """5 envs over 2 worker processes (3 + 2): the same observations, rewards, ends and final
-    observations as one SyncVectorEnv, through an auto-reset at the time limit (25 steps)."""
+    observations as one SyncVectorEnv, through the auto-reset at the time limit (25 steps); an
+    env's exception and a worker's death are raised by the caller and close the pool."""
     from meharl.envs.host import PooledVectorEnv, vector_env
 
     make_env = make("pz_mpe/simple_spread")
@@ -178,25 +179,35 @@ def test_pooled_vector_env_steps_as_the_sync_one_and_raises_its_workers_errors()
         seeds = [3, 1, 4, 1, 5]
         for a, b in zip(sync.reset(seed=seeds)[0].values(), pooled.reset(seed=seeds)[0].values()):
             np.testing.assert_array_equal(a, b)
-        rng = np.random.default_rng(0)
+        rng, ends = np.random.default_rng(0), []
         for t in range(30):
             actions = rng.uniform(-1, 1, (5, 3, 5)).astype(np.float32)
             (o1, r1, te1, tr1, i1), (o2, r2, te2, tr2, i2) = sync.step(actions), pooled.step(actions)
-            for k in o1:
-                np.testing.assert_array_equal(o1[k], o2[k])
-            np.testing.assert_array_equal(r1, r2)
-            np.testing.assert_array_equal(te1 | tr1, te2 | tr2)
-            np.testing.assert_array_equal(i1.get("_final_obs", np.zeros(5, bool)), i2["_final_obs"])
-            for i in np.flatnonzero(i2["_final_obs"]):
-                np.testing.assert_array_equal(i1["final_obs"][i]["obs"], i2["final_obs"][i]["obs"])
-        assert t == 29 and tr2.sum() == 0 and i2["_final_obs"].sum() == 0  # the resets happened at step 25
+            for x, y in [*((o1[k], o2[k]) for k in o1), (r1, r2), (te1, te2), (tr1, tr2)]:
+                np.testing.assert_array_equal(x, y)
+            assert ("_final_obs" in i1) == ("_final_obs" in i2)
+            if "_final_obs" in i2:
+                ends.append(t)
+                np.testing.assert_array_equal(i1["_final_obs"], i2["_final_obs"])
+                for i in np.flatnonzero(i2["_final_obs"]):
+                    for k, v in i1["final_obs"][i].items():
+                        np.testing.assert_array_equal(v, i2["final_obs"][i][k])
+        assert ends == [24]  # every env's episode ended at its 25th step, and only there
         with pytest.raises(IndexError) as error:
             pooled.step(np.zeros((5, 2, 5), np.float32))  # 2 agents' actions for 3
         assert "in a host env worker process" in "".join(error.value.__notes__)
+        assert pooled._pipes == [] and not any(p.is_alive() for p in workers)  # the error closed the pool
+
+        dying = vector_env(make_env, 2, "async", workers=2)
+        dying.reset(seed=[0, 1])
+        dying._processes[1].kill()
+        dying._processes[1].join()
+        with pytest.raises(RuntimeError, match="host env worker 1 died"):
+            dying.step(np.zeros((2, 3, 5), np.float32))
+        assert dying._pipes == []
     finally:
         sync.close()
         pooled.close()
-    assert len(workers) == 2 and not any(p.is_alive() for p in workers)  # an error closes the pool
 
 
 def test_real_smac_without_starcraft_names_what_is_missing():

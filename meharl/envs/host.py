@@ -31,6 +31,8 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing as mp
 import os
+import pickle
+import time
 import traceback
 
 import gymnasium as gym
@@ -151,8 +153,13 @@ def vector_env(make_env, n: int, kind: str, workers: int = 0):
     ``kind``: ``sync`` (all in this process) or ``async`` (``workers`` processes, each stepping
     its share of the envs one after another; 0: one per usable CPU core, at most ``n``)."""
     if kind == "async":
-        return PooledVectorEnv(make_env, n, workers or len(os.sched_getaffinity(0)))
+        return PooledVectorEnv(make_env, n, workers or usable_cores())
     return gym.vector.SyncVectorEnv([make_env] * n, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class PooledVectorEnv:
@@ -161,49 +168,69 @@ class PooledVectorEnv:
     per env) pays one per env and, with more envs than cores, a context switch each. Processes
     start with ``spawn`` (forking a process that runs JAX can deadlock) and end with this one
     (a worker whose pipe closes exits). Same ``reset``/``step``/``close`` results as
-    ``SyncVectorEnv`` over all ``n`` envs (``info`` holds only the final observations)."""
+    ``SyncVectorEnv`` over all ``n`` envs (``info`` holds only the final observations). An env's
+    exception is raised here, a worker's death as a ``RuntimeError``; either closes the pool."""
 
     def __init__(self, make_env, n: int, workers: int):
         ctx = mp.get_context("spawn")
         self.shares = np.array_split(np.arange(n), min(workers, n))
         self._pipes, self._processes = [], []
-        for share in self.shares:
-            pipe, child = ctx.Pipe()
-            process = ctx.Process(target=_pooled_worker, args=(child, make_env, len(share)), daemon=True)
-            process.start()
-            child.close()
-            self._pipes.append(pipe)
-            self._processes.append(process)
+        try:
+            for share in self.shares:
+                pipe, child = ctx.Pipe()
+                process = ctx.Process(target=_pooled_worker, args=(child, make_env, len(share)), daemon=True)
+                process.start()
+                child.close()
+                self._pipes.append(pipe)
+                self._processes.append(process)
+        except BaseException:
+            self.close()
+            raise
 
     def _call(self, command: str, args) -> list:
-        for pipe, arg in zip(self._pipes, args):
-            pipe.send((command, arg))
-        results = [pipe.recv() for pipe in self._pipes]
-        for result in results:
-            if isinstance(result, BaseException):
-                self.close()
-                raise result
-        return results
+        """Send each worker its command, then read every answer (so none is left in a pipe)."""
+        answers = {}  # worker index -> ("ok" | "error" | "died", result or exception)
+        for i, (pipe, arg) in enumerate(zip(self._pipes, args)):
+            try:
+                pipe.send((command, arg))
+            except OSError as error:
+                answers[i] = ("died", error)
+        if not answers:
+            for i, pipe in enumerate(self._pipes):
+                try:
+                    answers[i] = pipe.recv()
+                except (EOFError, OSError) as error:
+                    answers[i] = ("died", error)
+        failed = next(((i, a) for i, a in sorted(answers.items()) if a[0] != "ok"), None)
+        if failed is None:
+            return [answers[i][1] for i in range(len(self._pipes))]
+        (i, (status, error)), codes = failed, [p.exitcode for p in self._processes]
+        self.close()
+        if status == "died":
+            raise RuntimeError(f"host env worker {i} died (exit codes of the workers: {codes})") from error
+        raise error
 
     def reset(self, seed):
-        results = self._call("reset", [[seed[i] for i in share] for share in self.shares])
-        return _concat_obs(results), {}
+        answers = self._call("reset", [[seed[i] for i in share] for share in self.shares])
+        return _concat_obs(answers), {}
 
     def step(self, actions):
-        results = self._call("step", [actions[share] for share in self.shares])
-        obs, reward, terminated, truncated, final_obs, ended = zip(*results)
-        info = {"final_obs": np.concatenate(final_obs), "_final_obs": np.concatenate(ended)}
+        answers = self._call("step", [actions[share] for share in self.shares])
+        obs, reward, terminated, truncated, final_obs, ended = zip(*answers)
+        ended = np.concatenate(ended)
+        info = {"final_obs": np.concatenate(final_obs), "_final_obs": ended} if ended.any() else {}
         return _concat_obs(obs), np.concatenate(reward), np.concatenate(terminated), np.concatenate(truncated), info
 
-    def close(self):
+    def close(self, timeout: float = 30.0):
         for pipe in self._pipes:
             try:
                 pipe.send(("close", None))
-            except (BrokenPipeError, OSError):
+            except OSError:
                 pass
             pipe.close()
+        deadline = time.monotonic() + timeout  # one deadline for all: closing an env can take a while
         for process in self._processes:
-            process.join(timeout=5)
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
         self._pipes, self._processes = [], []
@@ -214,8 +241,9 @@ def _concat_obs(parts) -> dict:
 
 
 def _pooled_worker(pipe, make_env, n: int):
-    """One process of :class:`PooledVectorEnv`: its ``n`` envs, stepped on request until told
-    to close or its pipe closes. An env's exception is sent back and raised by the caller."""
+    """One process of :class:`PooledVectorEnv`: its ``n`` envs (built on the first command),
+    stepped on request until told to close or its pipe closes. Answers ``("ok", result)`` or
+    ``("error", exception)``, the exception carrying this process's traceback as a note."""
     vec = None
     try:
         while True:
@@ -229,15 +257,19 @@ def _pooled_worker(pipe, make_env, n: int):
                 if vec is None:
                     vec = gym.vector.SyncVectorEnv([make_env] * n, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
                 if command == "reset":
-                    pipe.send(vec.reset(seed=arg)[0])
+                    pipe.send(("ok", vec.reset(seed=arg)[0]))
                 else:
                     obs, reward, terminated, truncated, info = vec.step(arg)
                     ended = info.get("_final_obs", np.zeros(n, bool))
                     final_obs = info.get("final_obs", np.full(n, None, object))
-                    pipe.send((obs, reward, terminated, truncated, final_obs, ended))
-            except Exception as error:  # noqa: BLE001 - handed to the caller, which raises it
+                    pipe.send(("ok", (obs, reward, terminated, truncated, final_obs, ended)))
+            except Exception as error:  # noqa: BLE001 - answered, raised by the caller
                 error.add_note(f"in a host env worker process:\n{traceback.format_exc()}")
-                pipe.send(error)
+                try:  # an exception that does not survive pickling goes as its text
+                    pickle.loads(pickle.dumps(error))
+                except Exception:  # noqa: BLE001
+                    error = RuntimeError(f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
+                pipe.send(("error", error))
     finally:
         if vec is not None:
             vec.close()
