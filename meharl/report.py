@@ -200,7 +200,12 @@ def report(root, out_dir=None, metric: str | None = None, window=None, reps: int
 
 def _ci(stat: dict, name: str) -> str:
     lo, hi = stat[f"{name}_ci"]
-    return f"{stat[name]:.3g} [{lo:.3g}, {hi:.3g}]"
+    return f"{_num(stat[name])} [{_num(lo)}, {_num(hi)}]"
+
+
+def _num(x: float) -> str:
+    """Three significant digits, whole numbers from 100 on (a MuJoCo return reads 2419, not 2.42e+03)."""
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def _performance_profiles(scores: dict, out_png: Path, reps: int) -> Path:
