@@ -1,5 +1,6 @@
 """Host-stepped environments: any PettingZoo parallel env as one Gymnasium env over joint
-spaces, vectorised by Gymnasium's (async) vector env.
+spaces, vectorised by Gymnasium's ``SyncVectorEnv``, in this process or split over worker
+processes (:class:`PooledVectorEnv`).
 
 :class:`JointEnv` turns a PettingZoo ``ParallelEnv`` into a ``gymnasium.Env`` whose
 
