@@ -23,14 +23,18 @@ def read_curves(run_dir, metric: str = "eval_return_mean"):
     return {s: tuple(np.array(v).T) for s, v in curves.items()}
 
 
+# keys that say where a run went and which seeds it trained, not what was trained
+NOT_CONFIG = ("seeds", "run_dir", "name")
+
+
 def read_group(run_dirs, metric: str = "eval_return_mean"):
     """The seeds of several runs of one config as one set of curves (seeds trained in separate
-    processes or machines). Refuses runs whose configs differ in anything but ``seeds`` and
+    processes or machines). Refuses runs whose configs differ in anything but ``NOT_CONFIG`` and
     seeds that appear twice, which would silently mix or double-count results."""
     from meharl.config import load_run
 
     run_dirs = [Path(d) for d in run_dirs]
-    configs = [{k: v for k, v in load_run(d).flat().items() if k != "seeds"} for d in run_dirs]
+    configs = [{k: v for k, v in load_run(d).flat().items() if k not in NOT_CONFIG} for d in run_dirs]
     base = configs[0]
     curves, owner = {}, {}
     for d, cfg in zip(run_dirs, configs):

@@ -5,7 +5,7 @@ itself is not used: its dependency arch (< 8, rliable's pin) fails on import wit
 the few functions here are tested against worked examples.
 
 Per task and config ("label": the algorithm and the keys that vary between its runs on a
-task), over
+task; runs of one config with different seeds, trained apart, are pooled into one entry), over
 seeds: the final evaluation and the late window's mean (the last 10% of the run, or
 ``--window``), each as the interquartile mean (IQM) with a 95% percentile-bootstrap interval.
 Across tasks, on scores normalised per task to [0, 1] by the lowest and highest late score of
@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-IGNORED_KEYS = ("env", "seeds", "run_dir", "name")
+from meharl.plotting import NOT_CONFIG
+
+IGNORED_KEYS = ("env", *NOT_CONFIG)
 
 
 def _run_dirs(root: Path) -> list[Path]:
@@ -36,8 +38,9 @@ def _run_dirs(root: Path) -> list[Path]:
 
 
 def collect(root, metric: str | None = None, window: tuple[int, int] | None = None) -> list[dict]:
-    """One entry per run directory under ``root``: its task, label, metric and per-seed final
-    and late scores (arrays over seeds), and its curves."""
+    """One entry per task and config under ``root``: its run directories (several where its
+    seeds were trained apart: pooled as ``plotting.read_group`` does, which refuses a seed
+    twice), label, metric and per-seed final and late scores (arrays over seeds)."""
     from meharl.config import load_run
     from meharl.envs import headline_metric
     from meharl.plotting import aligned
@@ -53,19 +56,23 @@ def collect(root, metric: str | None = None, window: tuple[int, int] | None = No
     for (algo, _), fs in groups.items():
         varying[algo] |= {k for k in set().union(*fs) if k not in IGNORED_KEYS
                           and len({json.dumps(f.get(k), default=str) for f in fs}) > 1}
-    runs = []
+    members = defaultdict(list)  # (task, label) -> its run directories
     for d, flat in zip(dirs, flats):
-        m = metric or headline_metric(flat["env"])
-        seeds, steps, values = aligned(d, m)
+        label = " ".join([flat["algo"], *(f"{k}={flat.get(k)}" for k in sorted(varying[flat["algo"]]))])
+        members[(flat["env"], label)].append(d)
+    runs = []
+    for (task, label), group in members.items():
+        m = metric or headline_metric(task)
+        joined = ",".join(str(d) for d in group)  # plotting's name of a group of runs
+        seeds, steps, values = aligned(joined, m)
         lo, hi = window if window is not None else (0.9 * steps[-1], steps[-1])
         inside = (steps >= lo) & (steps <= hi)
         if not inside.any():
-            raise ValueError(f"no evaluation of {d} lies in the window {lo:g}:{hi:g} "
+            raise ValueError(f"no evaluation of {joined} lies in the window {lo:g}:{hi:g} "
                              f"(evaluations at {int(steps[0])}..{int(steps[-1])} env steps)")
-        label = " ".join([flat["algo"], *(f"{k}={flat.get(k)}" for k in sorted(varying[flat["algo"]]))])
-        runs.append({"dir": d, "task": flat["env"], "label": label, "algo": flat["algo"], "metric": m,
-                     "seeds": seeds, "env_steps": int(steps[-1]), "final": values[:, -1],
-                     "late": values[:, inside].mean(1), "window": [float(lo), float(hi)]})
+        runs.append({"dirs": group, "group": joined, "task": task, "label": label, "metric": m, "seeds": seeds,
+                     "env_steps": int(steps[-1]), "final": values[:, -1], "late": values[:, inside].mean(1),
+                     "window": [float(lo), float(hi)]})
     return runs
 
 
@@ -164,11 +171,11 @@ def report(root, out_dir=None, metric: str | None = None, window=None, reps: int
     for task in sorted({r["task"] for r in runs}):
         mine = sorted((r for r in runs if r["task"] == task), key=lambda r: r["label"])
         per = {which: iqm_interval({r["label"]: r[which][:, None] for r in mine}, reps) for which in ("final", "late")}
-        doc["tasks"][task] = {r["label"]: {"run_dir": str(r["dir"]), "metric": r["metric"], "seeds": r["seeds"],
+        doc["tasks"][task] = {r["label"]: {"run_dir": r["group"], "metric": r["metric"], "seeds": r["seeds"],
                                            "env_steps": r["env_steps"], "window": r["window"],
                                            **{w: {"per_seed": r[w].tolist(), **per[w][r["label"]]} for w in per}}
                               for r in mine}
-        png = plot_runs([str(r["dir"]) for r in mine], out_dir / f"curves_{task.replace('/', '_')}.png",
+        png = plot_runs([r["group"] for r in mine], out_dir / f"curves_{task.replace('/', '_')}.png",
                         mine[0]["metric"], [r["label"] for r in mine])
         md += [f"## {task} ({mine[0]['metric']})", "", f"![curves]({png.name})", "",
                "| config | seeds | env steps | final IQM [95% CI] | late IQM [95% CI] |", "| --- | --- | --- | --- | --- |"]
@@ -233,11 +240,14 @@ def _performance_profiles(scores: dict, out_png: Path, reps: int) -> Path:
 
 
 def _marl_eval(runs: list[dict]) -> dict:
-    """Every run's marl_eval.json merged, each under its label (marl-eval's algorithm name)."""
+    """Every run's marl_eval.json merged, each under its label (marl-eval's algorithm name; the
+    seeds of a label's runs together)."""
     out: dict = {}
     for r in runs:
-        doc = json.loads((r["dir"] / "marl_eval.json").read_text())
-        for family, tasks in doc.items():
-            for task, algos in tasks.items():
-                out.setdefault(family, {}).setdefault(task, {})[r["label"]] = next(iter(algos.values()))
+        for d in r["dirs"]:
+            doc = json.loads((d / "marl_eval.json").read_text())
+            for family, tasks in doc.items():
+                for task, algos in tasks.items():
+                    out.setdefault(family, {}).setdefault(task, {}).setdefault(r["label"], {}).update(
+                        next(iter(algos.values())))
     return out

@@ -1,7 +1,9 @@
 """Training runs end to end: outputs, exact resume, seed independence, NaN stop, CLI."""
 import csv
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -186,23 +188,39 @@ def test_plot_cli_prints_final_and_window_statistics(cli_run, tmp_path):
     assert bad.returncode == 2 and "invalid window '200-600'" in bad.stderr
 
 
-def test_plot_merges_seeds_run_apart_and_refuses_mixed_runs(cli_run, tmp_path):
-    """Seeds 0 and 1 of cli_run written as two runs merge back to the run's own curves; the same
-    seed twice, or runs whose configs differ, are refused rather than averaged."""
+def test_plot_and_report_merge_seeds_run_apart_and_refuse_mixed_runs(cli_run, tmp_path):
+    """Seeds 0 and 1 of cli_run written as two runs (each in its own run directory) merge back
+    to the run's own curves, and `meharl report` pools them into one entry with the run's own
+    numbers; the same seed twice, or runs whose configs differ, are refused rather than
+    averaged or reported twice under one label."""
     from meharl.plotting import read_curves, read_group, summarize
+    from meharl.report import collect, report
 
     run_dir, _ = cli_run
     rows = _read(run_dir)
+    evaluations = json.loads((run_dir / "marl_eval.json").read_text())
     parts = {}
     for seed in ("0", "1"):
-        d = tmp_path / f"seed{seed}"
-        d.mkdir()
-        (d / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+        d = tmp_path / "apart" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(re.sub(r"\n  run_dir: .*\n", f"\n  run_dir: {d}\n", (run_dir / "config.yaml").read_text()))
         with open(d / "metrics.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(r for r in rows if r["seed"] == seed)
+        (d / "marl_eval.json").write_text(json.dumps(
+            {fam: {task: {a: {f"seed_{seed}": per[f"seed_{seed}"]} for a, per in algos.items()}
+                   for task, algos in tasks.items()} for fam, tasks in evaluations.items()}))
         parts[seed] = d
+    (tmp_path / "whole").mkdir()
+    os.symlink(run_dir, tmp_path / "whole" / "run")
+    [pooled], [whole_entry] = collect(tmp_path / "apart"), collect(tmp_path / "whole")
+    assert pooled["seeds"] == whole_entry["seeds"] == [0, 1] and len(pooled["dirs"]) == 2
+    for score in ("final", "late"):
+        np.testing.assert_array_equal(pooled[score], whole_entry[score])
+    out = report(tmp_path / "apart", tmp_path / "report", reps=200)
+    [tasks] = json.loads((out / "marl_eval.json").read_text()).values()
+    assert [sorted(per) for algos in tasks.values() for per in algos.values()] == [["seed_0", "seed_1"]]
     whole, merged = read_curves(run_dir), read_group([parts["0"], parts["1"]])
     assert set(merged) == {0, 1}
     for seed in (0, 1):
@@ -217,6 +235,9 @@ def test_plot_merges_seeds_run_apart_and_refuses_mixed_runs(cli_run, tmp_path):
     assert two_labels.returncode == 2 and "2 labels (a, b) for 1 curves" in two_labels.stderr
     with pytest.raises(ValueError, match="seed 0 is in both"):
         read_group([parts["0"], parts["0"]])
+    shutil.copytree(parts["0"], tmp_path / "apart" / "seed0_again")
+    with pytest.raises(ValueError, match="seed 0 is in both"):
+        collect(tmp_path / "apart")
     cfg = (parts["1"] / "config.yaml").read_text()
     assert "\n  alpha: " in cfg
     (parts["1"] / "config.yaml").write_text(cfg.replace("\n  alpha: ", "\n  alpha: 0.123 #", 1))
