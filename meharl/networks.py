@@ -294,7 +294,25 @@ def recurrent_q_sequence(net: RecurrentQ, variables, x, start):
     """``net`` over sequences from a zero state, x [T, ..., D], start [T, ...] ->
     (Q [T, ..., A], h [T, ..., H]), equal to calling it step by step: the two Dense layers
     act on all steps at once and only the GRU cell is scanned (a scan step's cost is its
-    op count here, so fewer ops per step is a faster loop, forward and backward)."""
+    op count here, so fewer ops per step is a faster loop, forward and backward). The
+    batch axes are folded into one: XLA's CPU matmuls are faster on [rows, D] operands
+    than on batched ones (docs/algorithms/value-based.md, speed)."""
+    batch = x.shape[1:-1]
+    x, start = x.reshape(x.shape[0], -1, x.shape[-1]), start.reshape(start.shape[0], -1)
+    q, hs = _recurrent_q_rows(net, variables, x, start)
+    return q.reshape(q.shape[:1] + batch + q.shape[-1:]), hs.reshape(hs.shape[:1] + batch + hs.shape[-1:])
+
+
+def recurrent_q_step(net: RecurrentQ, variables, x, h, start):
+    """One step of ``net``, x [..., D], h [..., H], start [...], with the batch axes folded
+    into one as in :func:`recurrent_q_sequence`: (Q [..., A], h')."""
+    batch = x.shape[:-1]
+    q, h = net.apply(variables, x.reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]),
+                     jnp.broadcast_to(start, batch).reshape(-1))
+    return q.reshape(batch + q.shape[-1:]), h.reshape(batch + h.shape[-1:])
+
+
+def _recurrent_q_rows(net: RecurrentQ, variables, x, start):
     p = variables["params"]
     torso = p["GRUTorso_0"]
     dense = lambda d, v: v @ d["kernel"] + d["bias"]  # noqa: E731 (flax's Dense)

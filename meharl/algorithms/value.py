@@ -37,7 +37,7 @@ import optax
 from meharl.algorithms.base import Algorithm
 from meharl.algorithms.sequential import AgentSlots
 from meharl.config import key
-from meharl.networks import MASKED_LOGIT, RecurrentQ, recurrent_q_sequence
+from meharl.networks import MASKED_LOGIT, RecurrentQ, recurrent_q_sequence, recurrent_q_step
 
 OPTIMIZERS = ("rmsprop", "adam", "radam")
 
@@ -175,13 +175,14 @@ class RecurrentAgents(Algorithm):
             shared = jax.tree.map(lambda p: p[0], agent_params)
 
             def step(x, h, start):
-                return self.agent.apply(shared, x, h, jnp.broadcast_to(start[..., None], x.shape[:-1]))
+                return recurrent_q_step(self.agent, shared, x, h, start[..., None])
             return step
 
         def step(x, h, start):  # agent axis first, one parameter set each
             move = lambda a: jnp.moveaxis(a, -2, 0)  # noqa: E731
             start = jnp.broadcast_to(start[..., None], x.shape[:-1])
-            q, h = jax.vmap(self.agent.apply)(agent_params, move(x), move(h), jnp.moveaxis(start, -1, 0))
+            q, h = jax.vmap(lambda p, x, h, s: recurrent_q_step(self.agent, p, x, h, s))(
+                agent_params, move(x), move(h), jnp.moveaxis(start, -1, 0))
             return jnp.moveaxis(q, 0, -2), jnp.moveaxis(h, 0, -2)
         return step
 
