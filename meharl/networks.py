@@ -304,8 +304,9 @@ def recurrent_q_sequence(net: RecurrentQ, variables, x, start):
 
 
 def recurrent_q_step(net: RecurrentQ, variables, x, h, start):
-    """One step of ``net``, x [..., D], h [..., H], start [...], with the batch axes folded
-    into one as in :func:`recurrent_q_sequence`: (Q [..., A], h')."""
+    """One step of ``net``, x [..., D], h [..., H], start broadcastable to x's batch axes
+    [...], with the batch axes folded into one as in :func:`recurrent_q_sequence`:
+    (Q [..., A], h')."""
     batch = x.shape[:-1]
     q, h = net.apply(variables, x.reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]),
                      jnp.broadcast_to(start, batch).reshape(-1))
