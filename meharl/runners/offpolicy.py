@@ -135,12 +135,14 @@ class CompiledLoop:
         """n_blocks blocks; returns the metrics averaged over the chunk's blocks. n_blocks is a
         traced argument, so one compiled program serves every chunk length (the last chunk of
         a run, a resumed or extended run's)."""
+        one_block = jax.jit(self.block)  # traced once: the loop body reuses eval_shape's trace
+
         def block(_, carry):
             rs, total = carry
-            rs, metrics = self.block(rs, None)
+            rs, metrics = one_block(rs, None)
             return rs, jax.tree.map(jnp.add, total, metrics)
 
-        zeros = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), jax.eval_shape(self.block, rs, None)[1])
+        zeros = jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), jax.eval_shape(one_block, rs, None)[1])
         rs, total = jax.lax.fori_loop(0, n_blocks, block, (rs, zeros))
         return rs, jax.tree.map(lambda t: t / n_blocks, total)
 
