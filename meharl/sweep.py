@@ -294,7 +294,7 @@ def _spawn(args: list[str], log, where: str) -> subprocess.Popen:
     the child in that thread (``Sweep.attempt``, ``_ray_train_process``)."""
     proc = subprocess.Popen([sys.executable, "-m", "meharl.cli", *args], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, PARENT: str(os.getpid())})
-    log.write(f"sweep: attempt on {where}, pid {proc.pid}\n")
+    log.write(f"sweep: attempt on {where}, pid {proc.pid}, nice {os.nice(0)}\n")
     log.flush()
     return proc
 
@@ -352,6 +352,11 @@ class RaySweep(Sweep):
             return -1
 
     def run(self, workers: int = 1) -> bool:
+        if self.address == "local":
+            # Ray runs its workers, and so the training processes they start, at nice 15;
+            # a sweep's runs are its work: run them at the sweep's own priority, as local
+            # sweeps do (at 15 they starve beside any other busy process)
+            os.environ.setdefault("RAY_worker_niceness", "0")
         self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
         try:
             return super().run(workers)

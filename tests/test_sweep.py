@@ -76,9 +76,10 @@ def _wait(what, timeout=300):
 
 
 def _attempts(run_dir):
-    """(where, pid) of every attempt of a run, from its ``sweep.log``."""
+    """(where, pid, niceness) of every attempt of a run, from its ``sweep.log``."""
     log = (run_dir / "sweep.log").read_text() if (run_dir / "sweep.log").exists() else ""
-    return [(m[1], int(m[2])) for m in re.finditer(r"^sweep: attempt on (.*), pid (\d+)$", log, re.M)]
+    return [(m[1], int(m[2]), int(m[3])) for m in re.finditer(r"^sweep: attempt on (.*), pid (\d+), nice (-?\d+)$",
+                                                             log, re.M)]
 
 
 def _alive(pid):
@@ -140,6 +141,8 @@ def test_the_same_sweep_on_a_local_ray_instance(whole, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "meharl.cli", "sweep", *ray], capture_output=True, text=True)
     assert proc.returncode == 1 and "sweep: 1 done, 1 invalid" in proc.stdout, proc.stdout + proc.stderr
     assert _numbers(tmp_path / "ray" / NAMES[0]) == _numbers(whole[0] / NAMES[0])
+    # trained at the sweep's priority, not at the nice 15 of Ray's workers (3-4x slower beside a busy process)
+    assert [nice for _, _, nice in _attempts(tmp_path / "ray" / NAMES[0])] == [os.nice(0)]
 
 
 def test_a_training_process_dies_with_the_process_that_started_it(tmp_path):
@@ -163,7 +166,7 @@ def test_a_training_process_dies_with_the_process_that_started_it(tmp_path):
             os.kill(child, signal.SIGKILL)
 
 
-def test_a_sweep_on_a_two_node_ray_cluster_survives_a_lost_node(whole, tmp_path):
+def test_a_sweep_on_a_two_node_ray_cluster_survives_a_lost_node(whole, tmp_path, monkeypatch):
     """A Ray cluster of two nodes with one CPU each (both on this machine, as Ray's own
     multi-node tests do), the sweep given its address: the two runs train on different nodes.
     The node of one run is removed (its processes killed) after that run's first checkpoint:
@@ -172,6 +175,7 @@ def test_a_sweep_on_a_two_node_ray_cluster_survives_a_lost_node(whole, tmp_path)
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'meharl[ray]'")
     from ray.cluster_utils import Cluster
 
+    monkeypatch.setenv("RAY_worker_niceness", "0")  # as docs/sweeps.md says to start a cluster's nodes
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         lost = cluster.add_node(num_cpus=1)
@@ -182,12 +186,12 @@ def test_a_sweep_on_a_two_node_ray_cluster_survives_a_lost_node(whole, tmp_path)
 
         def on_lost_node():
             return [n for n in NAMES if (d / n / "checkpoint.npz").exists()
-                    and any(lost.node_id[:12] in where for where, _ in _attempts(d / n))]
+                    and any(lost.node_id[:12] in where for where, _, _ in _attempts(d / n))]
 
         _wait(lambda: on_lost_node() or sweep.poll() is not None)
         assert sweep.poll() is None, sweep.communicate()[0]
         victim = on_lost_node()[0]
-        (_, pid), = _attempts(d / victim)
+        (_, pid, _), = _attempts(d / victim)
         cluster.remove_node(lost, allow_graceful=False)
         _wait(lambda: not _alive(pid), timeout=60)  # no orphan left training beside the retry
         out = sweep.communicate(timeout=600)[0]
