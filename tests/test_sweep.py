@@ -141,7 +141,7 @@ def test_the_same_sweep_on_a_local_ray_instance(whole, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "meharl.cli", "sweep", *ray], capture_output=True, text=True)
     assert proc.returncode == 1 and "sweep: 1 done, 1 invalid" in proc.stdout, proc.stdout + proc.stderr
     assert _numbers(tmp_path / "ray" / NAMES[0]) == _numbers(whole[0] / NAMES[0])
-    # trained at the sweep's priority, not at the nice 15 of Ray's workers (3-4x slower beside a busy process)
+    # trained at the sweep's priority, not at the nice 15 of Ray's workers (docs/sweeps.md)
     assert [nice for _, _, nice in _attempts(tmp_path / "ray" / NAMES[0])] == [os.nice(0)]
 
 
