@@ -26,11 +26,12 @@ DEFAULT_MAIN = {"env": "mpe/simple_spread", "total_steps": "60000", "eval_interv
 
 
 def _train(args):
-    from meharl.config import parse_overrides, resolve
-    from meharl.experiment import Experiment, NaNError
     from meharl.sweep import die_with_parent
 
-    die_with_parent()  # when a sweep started this process
+    die_with_parent()  # when a sweep started this process; first, before the seconds of importing JAX
+
+    from meharl.config import parse_overrides, resolve
+    from meharl.experiment import Experiment, NaNError
 
     overrides = parse_overrides(args.overrides)
     if not args.overrides:

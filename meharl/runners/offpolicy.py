@@ -113,7 +113,13 @@ class CompiledLoop:
         buffers are updated in place. On several accelerators the state's seed axis is sharded
         over them (:func:`seed_sharding`); the later functions keep their inputs' sharding."""
         sharding = seed_sharding(n_seeds)
-        init = jax.jit(over_seeds(self.init, n_seeds), out_shardings=sharding)
+
+        def strong_init(keys):
+            # no weakly typed leaf (SMAX's reset keeps a Python int in its enemy policy's state): the
+            # chunk's output is strongly typed, and a weak leaf in its first input compiles it twice
+            return jax.tree.map(lambda x: x.astype(x.dtype), self.init(keys))
+
+        init = jax.jit(over_seeds(strong_init, n_seeds), out_shardings=sharding)
         return SeedLoop(
             init=init,
             warmup=jax.jit(over_seeds(self.warmup, n_seeds), donate_argnums=0),
