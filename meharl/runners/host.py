@@ -27,7 +27,7 @@ from meharl.algorithms.value import Sequence
 from meharl.envs.core import TimeStep
 from meharl.envs.host import vector_env
 from meharl.rollout import Rollout
-from meharl.runners.offpolicy import OffPolicyRunner, RunnerState, SeedLoop, over_seeds, transition
+from meharl.runners.offpolicy import OffPolicyRunner, RunnerState, SeedLoop, jit_once, over_seeds, transition
 from meharl.runners.onpolicy import OnPolicyRunner
 from meharl.runners.sequence import SequenceRunner, sequence_step
 
@@ -160,7 +160,7 @@ class HostOffPolicyRunner(HostDriver, OffPolicyRunner):
         self._act = {random: jax.jit(over_seeds(partial(act, random=random), n_seeds)) for random in (False, True)}
         self._insert = jax.jit(over_seeds(insert, n_seeds), donate_argnums=0)
         self._compile_driver(n_seeds)
-        self._init_learner = jax.jit(over_seeds(init_learner, n_seeds))
+        self._init_learner = jit_once(over_seeds(init_learner, n_seeds))
         self._updates = jax.jit(over_seeds(self.updates, n_seeds), donate_argnums=0)
 
         def template(keys):
@@ -227,7 +227,7 @@ class HostOnPolicyRunner(HostDriver, OnPolicyRunner):
 
         self._act = jax.jit(over_seeds(act, n_seeds))
         self._learn = jax.jit(over_seeds(learn, n_seeds), donate_argnums=0)
-        self._init_algo = jax.jit(over_seeds(init_algo, n_seeds))
+        self._init_algo = jit_once(over_seeds(init_algo, n_seeds))
         self._compile_driver(n_seeds)
 
         def template(keys):
@@ -291,7 +291,7 @@ class HostSequenceRunner(HostDriver, SequenceRunner):
         self._act = jax.jit(over_seeds(act, n_seeds))
         self._store = jax.jit(over_seeds(store, n_seeds), donate_argnums=0)
         self._learn = jax.jit(over_seeds(self.updates, n_seeds), donate_argnums=0)
-        init = jax.jit(over_seeds(init, n_seeds))
+        init = jit_once(over_seeds(init, n_seeds))
         self._compile_driver(n_seeds)
         return SeedLoop(init=init, warmup=self._warmup, chunk=self._chunk, evaluate=self._evaluate,
                         template=lambda keys: jax.eval_shape(init, keys), resumed=lambda rs, blocks_done: rs)

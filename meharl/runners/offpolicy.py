@@ -56,6 +56,15 @@ def over_seeds(f, n_seeds: int, in_axes=0):
     return one_seed
 
 
+def jit_once(f, **kwargs):
+    """``jax.jit`` for a program run once per run (init, warmup): on CPU compiled at XLA's
+    optimisation level 0, which halves its compile time (3-5 s per run) for a slower single call
+    (0-1.6 s). Its results may differ from the default level's in the last float32 bits.
+    docs/architecture.md, Runners."""
+    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+    return jax.jit(f, compiler_options=options, **kwargs)
+
+
 def transition(ts: TimeStep, actions, final: TimeStep) -> Transition:
     """What the replay stores of one step: acting on ``ts`` led to ``final``."""
     return Transition(
@@ -119,10 +128,10 @@ class CompiledLoop:
             # chunk's output is strongly typed, and a weak leaf in its first input compiles it twice
             return jax.tree.map(lambda x: x.astype(x.dtype), self.init(keys))
 
-        init = jax.jit(over_seeds(strong_init, n_seeds), out_shardings=sharding)
+        init = jit_once(over_seeds(strong_init, n_seeds), out_shardings=sharding)
         return SeedLoop(
             init=init,
-            warmup=jax.jit(over_seeds(self.warmup, n_seeds), donate_argnums=0),
+            warmup=jit_once(over_seeds(self.warmup, n_seeds), donate_argnums=0),
             chunk=jax.jit(over_seeds(self.chunk, n_seeds, (0, None)), donate_argnums=0),
             evaluate=jax.jit(over_seeds(self.evaluate, n_seeds)),
             template=lambda keys: jax.eval_shape(init, keys),
