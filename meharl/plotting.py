@@ -80,12 +80,18 @@ def group_dirs(run_dir) -> list[str]:
 
 def aligned(run_dir, metric: str = "eval_return_mean"):
     """(seeds, env steps [points], values [seeds, points]) of a run or a comma-separated group of
-    runs (:func:`read_group`), cut to the evaluations every seed has reached."""
+    runs (:func:`read_group`), at the env steps where every seed was evaluated: seeds trained
+    apart may stop at different steps, or evaluate at different ones (a run extended past its
+    first total evaluates there too), and a value is never paired with another step's."""
     group = group_dirs(run_dir)
     curves = read_group(group, metric) if len(group) > 1 else read_curves(run_dir, metric)
-    length = min(len(x) for x, _ in curves.values())
     seeds = sorted(curves)
-    return seeds, curves[seeds[0]][0][:length], np.stack([curves[s][1][:length] for s in seeds])
+    at = {s: dict(zip(curves[s][0].tolist(), curves[s][1].tolist())) for s in seeds}
+    steps = sorted(set.intersection(*(set(a) for a in at.values())))
+    if not steps:
+        raise ValueError(f"the seeds of {run_dir} share no evaluation step: "
+                         + "; ".join(f"seed {s} at {min(at[s])}..{max(at[s])}" for s in seeds))
+    return seeds, np.array(steps), np.array([[at[s][x] for x in steps] for s in seeds])
 
 
 def summarize(run_dir, metric: str = "eval_return_mean", window: tuple[int, int] | None = None) -> dict:

@@ -181,6 +181,9 @@ def report(root, out_dir=None, metric: str | None = None, window=None, reps: int
                "| config | seeds | env steps | final IQM [95% CI] | late IQM [95% CI] |", "| --- | --- | --- | --- | --- |"]
         md += [f"| {r['label']} | {len(r['seeds'])} | {r['env_steps']} | {_ci(per['final'][r['label']], 'iqm')} | "
                f"{_ci(per['late'][r['label']], 'iqm')} |" for r in mine]
+        if len({r["env_steps"] for r in mine}) > 1:
+            md += ["", "**The configs end at different env steps** (a run unfinished, or budgets that differ): "
+                       "their final and late scores are not at the same budget."]
         md.append("")
     scores, tasks, left_out = normalised(runs, "late")
     if scores:

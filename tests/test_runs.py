@@ -188,6 +188,48 @@ def test_plot_cli_prints_final_and_window_statistics(cli_run, tmp_path):
     assert bad.returncode == 2 and "invalid window '200-600'" in bad.stderr
 
 
+def _write_apart(run_dir, rows, d):
+    """A run directory ``d`` holding ``rows`` of ``run_dir``'s metrics under its config: seeds
+    of one run written as if trained apart."""
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(re.sub(r"\n  run_dir: .*\n", f"\n  run_dir: {d}\n", (run_dir / "config.yaml").read_text()))
+    with open(d / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return d
+
+
+def test_seeds_run_apart_are_paired_at_the_env_steps_they_share(cli_run, tmp_path):
+    """Seeds trained apart may evaluate at different env steps (one stopped early, one extended
+    past its first total): curves, finals and windows pair the seeds' values at the steps every
+    seed was evaluated, never one seed's value with another seed's step."""
+    from meharl.plotting import aligned, read_curves, summarize
+    from meharl.report import report
+
+    run_dir, _ = cli_run
+    rows = _read(run_dir)
+    steps = sorted({int(r["env_steps"]) for r in rows})
+    assert len(steps) >= 4
+    dropped = {steps[len(steps) // 2], steps[-1]}  # seed 1 misses one evaluation and stops one early
+    d0 = _write_apart(run_dir, [r for r in rows if r["seed"] == "0"], tmp_path / "seed0")
+    d1 = _write_apart(run_dir, [r for r in rows if r["seed"] == "1" and int(r["env_steps"]) not in dropped],
+                      tmp_path / "seed1")
+    seeds, shared, values = aligned(f"{d0},{d1}")
+    assert shared.tolist() == [x for x in steps if x not in dropped]
+    whole = read_curves(run_dir)
+    for i, seed in enumerate(seeds):
+        at = dict(zip(whole[seed][0].tolist(), whole[seed][1].tolist()))
+        assert values[i].tolist() == [at[x] for x in shared.tolist()]
+    assert summarize(f"{d0},{d1}")["final"]["env_steps"] == steps[-2]
+    # two configs on one task that end at different env steps: the report says so
+    for d in (d0, d1):
+        shutil.copy(run_dir / "marl_eval.json", d)
+    (d1 / "config.yaml").write_text((d1 / "config.yaml").read_text().replace("\n  alpha: ", "\n  alpha: 0.123 #", 1))
+    md = (report(tmp_path, tmp_path / "report", reps=50) / "report.md").read_text()
+    assert "end at different env steps" in md
+
+
 def test_plot_and_report_merge_seeds_run_apart_and_refuse_mixed_runs(cli_run, tmp_path):
     """Seeds 0 and 1 of cli_run written as two runs (each in its own run directory) merge back
     to the run's own curves, and `meharl report` pools them into one entry with the run's own
@@ -201,13 +243,7 @@ def test_plot_and_report_merge_seeds_run_apart_and_refuse_mixed_runs(cli_run, tm
     evaluations = json.loads((run_dir / "marl_eval.json").read_text())
     parts = {}
     for seed in ("0", "1"):
-        d = tmp_path / "apart" / f"seed{seed}"
-        d.mkdir(parents=True)
-        (d / "config.yaml").write_text(re.sub(r"\n  run_dir: .*\n", f"\n  run_dir: {d}\n", (run_dir / "config.yaml").read_text()))
-        with open(d / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(r for r in rows if r["seed"] == seed)
+        d = _write_apart(run_dir, [r for r in rows if r["seed"] == seed], tmp_path / "apart" / f"seed{seed}")
         (d / "marl_eval.json").write_text(json.dumps(
             {fam: {task: {a: {f"seed_{seed}": per[f"seed_{seed}"]} for a, per in algos.items()}
                    for task, algos in tasks.items()} for fam, tasks in evaluations.items()}))
