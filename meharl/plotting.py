@@ -85,6 +85,8 @@ def aligned(run_dir, metric: str = "eval_return_mean"):
     first total evaluates there too), and a value is never paired with another step's."""
     group = group_dirs(run_dir)
     curves = read_group(group, metric) if len(group) > 1 else read_curves(run_dir, metric)
+    if not curves:
+        raise ValueError(f"{run_dir} has no evaluation yet (its metrics.csv has no rows)")
     seeds = sorted(curves)
     at = {s: dict(zip(curves[s][0].tolist(), curves[s][1].tolist())) for s in seeds}
     steps = sorted(set.intersection(*(set(a) for a in at.values())))

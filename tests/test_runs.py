@@ -222,6 +222,10 @@ def test_seeds_run_apart_are_paired_at_the_env_steps_they_share(cli_run, tmp_pat
         at = dict(zip(whole[seed][0].tolist(), whole[seed][1].tolist()))
         assert values[i].tolist() == [at[x] for x in shared.tolist()]
     assert summarize(f"{d0},{d1}")["final"]["env_steps"] == steps[-2]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metrics.csv").write_text((d0 / "metrics.csv").read_text().splitlines()[0] + "\n")
+    with pytest.raises(ValueError, match="has no evaluation yet"):
+        aligned(tmp_path / "empty")
     # two configs on one task that end at different env steps: the report says so
     for d in (d0, d1):
         shutil.copy(run_dir / "marl_eval.json", d)
