@@ -71,7 +71,7 @@ def collect(root, metric: str | None = None, window: tuple[int, int] | None = No
             raise ValueError(f"no evaluation of {joined} lies in the window {lo:g}:{hi:g} "
                              f"(evaluations at {int(steps[0])}..{int(steps[-1])} env steps)")
         runs.append({"dirs": group, "group": joined, "task": task, "label": label, "metric": m, "seeds": seeds,
-                     "env_steps": int(steps[-1]), "final": values[:, -1], "late": values[:, inside].mean(1),
+                     "env_steps": int(steps[-1]), "steps": steps, "final": values[:, -1], "late": values[:, inside].mean(1),
                      "window": [float(lo), float(hi)]})
     return runs
 
@@ -244,13 +244,20 @@ def _performance_profiles(scores: dict, out_png: Path, reps: int) -> Path:
 
 def _marl_eval(runs: list[dict]) -> dict:
     """Every run's marl_eval.json merged, each under its label (marl-eval's algorithm name; the
-    seeds of a label's runs together)."""
+    seeds of a label's runs together). marl-eval pairs seeds by their ``step_i`` keys, so each
+    seed keeps the evaluations at the env steps all the label's seeds share (as the report's
+    scores do), renumbered, and its ``absolute_metrics`` are the last of them."""
     out: dict = {}
     for r in runs:
+        shared = set(np.asarray(r["steps"]).tolist())
         for d in r["dirs"]:
             doc = json.loads((d / "marl_eval.json").read_text())
             for family, tasks in doc.items():
                 for task, algos in tasks.items():
-                    out.setdefault(family, {}).setdefault(task, {}).setdefault(r["label"], {}).update(
-                        next(iter(algos.values())))
+                    seeds = {}
+                    for name, per_seed in next(iter(algos.values())).items():
+                        kept = [v for k, v in per_seed.items() if k != "absolute_metrics" and v["step_count"] in shared]
+                        seeds[name] = {**{f"step_{i}": v for i, v in enumerate(kept)},
+                                       "absolute_metrics": {"return": kept[-1]["return"]}}
+                    out.setdefault(family, {}).setdefault(task, {}).setdefault(r["label"], {}).update(seeds)
     return out

@@ -189,14 +189,22 @@ def test_plot_cli_prints_final_and_window_statistics(cli_run, tmp_path):
 
 
 def _write_apart(run_dir, rows, d):
-    """A run directory ``d`` holding ``rows`` of ``run_dir``'s metrics under its config: seeds
-    of one run written as if trained apart."""
+    """A run directory ``d`` holding ``rows`` of one seed of ``run_dir``'s metrics, with its
+    config and that seed's evaluations at those rows' env steps in marl_eval.json: a seed of one
+    run written as if trained apart."""
     d.mkdir(parents=True)
     (d / "config.yaml").write_text(re.sub(r"\n  run_dir: .*\n", f"\n  run_dir: {d}\n", (run_dir / "config.yaml").read_text()))
     with open(d / "metrics.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    [seed], steps = {r["seed"] for r in rows}, {int(r["env_steps"]) for r in rows}
+    [(family, tasks)] = json.loads((run_dir / "marl_eval.json").read_text()).items()
+    [(task, algos)] = tasks.items()
+    [(algo, per_seed)] = algos.items()
+    kept = [v for k, v in per_seed[f"seed_{seed}"].items() if k != "absolute_metrics" and v["step_count"] in steps]
+    mine = {**{f"step_{i}": v for i, v in enumerate(kept)}, "absolute_metrics": {"return": kept[-1]["return"]}}
+    (d / "marl_eval.json").write_text(json.dumps({family: {task: {algo: {f"seed_{seed}": mine}}}}))
     return d
 
 
@@ -226,9 +234,12 @@ def test_seeds_run_apart_are_paired_at_the_env_steps_they_share(cli_run, tmp_pat
     (tmp_path / "empty" / "metrics.csv").write_text((d0 / "metrics.csv").read_text().splitlines()[0] + "\n")
     with pytest.raises(ValueError, match="has no evaluation yet"):
         aligned(tmp_path / "empty")
+    # the report's marl-eval export pairs the seeds at the same steps (marl-eval pairs by step_i)
+    [tasks] = json.loads((report(tmp_path, tmp_path / "pooled", reps=50) / "marl_eval.json").read_text()).values()
+    [[per_seed]] = [list(algos.values()) for algos in tasks.values()]
+    for name, evaluations in per_seed.items():
+        assert [v["step_count"] for k, v in evaluations.items() if k != "absolute_metrics"] == shared.tolist(), name
     # two configs on one task that end at different env steps: the report says so
-    for d in (d0, d1):
-        shutil.copy(run_dir / "marl_eval.json", d)
     (d1 / "config.yaml").write_text((d1 / "config.yaml").read_text().replace("\n  alpha: ", "\n  alpha: 0.123 #", 1))
     md = (report(tmp_path, tmp_path / "report", reps=50) / "report.md").read_text()
     assert "end at different env steps" in md
@@ -244,14 +255,8 @@ def test_plot_and_report_merge_seeds_run_apart_and_refuse_mixed_runs(cli_run, tm
 
     run_dir, _ = cli_run
     rows = _read(run_dir)
-    evaluations = json.loads((run_dir / "marl_eval.json").read_text())
-    parts = {}
-    for seed in ("0", "1"):
-        d = _write_apart(run_dir, [r for r in rows if r["seed"] == seed], tmp_path / "apart" / f"seed{seed}")
-        (d / "marl_eval.json").write_text(json.dumps(
-            {fam: {task: {a: {f"seed_{seed}": per[f"seed_{seed}"]} for a, per in algos.items()}
-                   for task, algos in tasks.items()} for fam, tasks in evaluations.items()}))
-        parts[seed] = d
+    parts = {seed: _write_apart(run_dir, [r for r in rows if r["seed"] == seed], tmp_path / "apart" / f"seed{seed}")
+             for seed in ("0", "1")}
     (tmp_path / "whole").mkdir()
     os.symlink(run_dir, tmp_path / "whole" / "run")
     [pooled], [whole_entry] = collect(tmp_path / "apart"), collect(tmp_path / "whole")
