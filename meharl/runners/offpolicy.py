@@ -257,7 +257,7 @@ def play_episodes(env, act, key, n_episodes: int, record=None, carry=None):
         else:
             actions = act(k_act, env_state, ts)
         env_state, nts = jax.vmap(env.step)(jax.random.split(k_env, n_episodes), env_state, actions)
-        ret = ret + running * nts.reward
+        ret = ret + jnp.where(running, nts.reward, 0.0)  # an ended episode's env may step to anything
         won = jnp.where(running & nts.done, nts.won, won)
         return ((env_state, nts, ret, won, running & ~nts.done, policy_carry),
                 None if record is None else record(env_state, nts))
