@@ -217,3 +217,36 @@ def test_jaxmarl_import_keeps_stdout_clean():
                          capture_output=True, text=True, check=True)
     assert out.stdout == ""
     assert "Importing submoduled environments" in out.stderr  # the message still exists: the check above can fail
+
+
+def test_evaluation_sums_each_episode_s_own_rewards_only():
+    """play_episodes (every evaluation) steps all episodes for max_steps steps and adds a reward
+    only while its episode runs: episodes of lengths 1-4 paying 1 per step, whose env pays NaN
+    once the episode has ended, return exactly their lengths and their own final `won`. (Adding
+    `running * reward` gave NaN here under JAX_DISABLE_JIT=1; compiled, XLA's simplifier had
+    turned that product into the select the code now writes.)"""
+    from types import SimpleNamespace
+
+    from meharl.runners.offpolicy import play_episodes
+
+    def ts(t, length):
+        done = t >= length
+        return TimeStep(obs=jnp.zeros((1, 1)), state=jnp.zeros(1), reward=jnp.where(t > length, jnp.nan, 1.0),
+                        terminated=done, truncated=jnp.array(False), action_mask=jnp.ones((1, 1), bool),
+                        alive=jnp.ones(1, bool), won=done & (length % 2 == 0))
+
+    def reset(key):
+        length = jax.random.randint(key, (), 1, 5)
+        return (jnp.array(0), length), ts(jnp.array(0), length)
+
+    def step(key, state, actions):
+        t, length = state[0] + 1, state[1]
+        return (t, length), ts(t, length)
+
+    env = SimpleNamespace(spec=SimpleNamespace(max_steps=6), reset=reset, step=step)
+    key = jax.random.PRNGKey(0)
+    lengths = jax.vmap(lambda k: reset(k)[0][1])(jax.random.split(jax.random.split(key)[0], 16))
+    ret, won = play_episodes(env, lambda k, s, t: jnp.zeros((16, 1, 1)), key, 16)
+    assert len(set(np.asarray(lengths).tolist())) > 1
+    np.testing.assert_array_equal(ret, lengths)
+    np.testing.assert_array_equal(won, lengths % 2 == 0)
