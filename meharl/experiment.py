@@ -40,6 +40,7 @@ from meharl.algorithms import ALGORITHMS
 from meharl.config import Config, env_options, load_run, resolve
 from meharl.envs import headline_metric, is_host, make
 from meharl.plotting import plot_runs
+from meharl.report import marl_eval_seed
 from meharl.runners.host import HostOffPolicyRunner, HostOnPolicyRunner, HostSequenceRunner
 from meharl.runners.offpolicy import OffPolicyRunner
 from meharl.runners.onpolicy import OnPolicyRunner
@@ -184,14 +185,10 @@ class Experiment:
 
     def _write_marl_eval(self, rows):
         family, task = self.cfg.env.split("/", 1)
-        out: dict = {}
+        per_seed: dict = {}
         for row in rows:
-            seed = out.setdefault(f"seed_{row['seed']}", {})
-            seed[f"step_{len(seed)}"] = {"step_count": row["env_steps"], "return": row["eval_returns"]}
-        for seed in out.values():
-            last = seed[f"step_{len(seed) - 1}"]
-            seed["absolute_metrics"] = {"return": last["return"]}
-        doc = {family: {task: {self.cfg.algo: out}}}
+            per_seed.setdefault(f"seed_{row['seed']}", []).append({"step_count": row["env_steps"], "return": row["eval_returns"]})
+        doc = {family: {task: {self.cfg.algo: {seed: marl_eval_seed(e) for seed, e in per_seed.items()}}}}
         (self.run_dir / "marl_eval.json").write_text(json.dumps(doc))
 
     def _tensorboard(self, rows):

@@ -242,6 +242,12 @@ def _performance_profiles(scores: dict, out_png: Path, reps: int) -> Path:
     return out_png
 
 
+def marl_eval_seed(evaluations: list[dict]) -> dict:
+    """One seed's entry in marl-eval's raw format from its evaluations in order (each
+    ``{"step_count", "return"}``): ``step_i`` keys, and ``absolute_metrics`` the last one's."""
+    return {**{f"step_{i}": e for i, e in enumerate(evaluations)}, "absolute_metrics": {"return": evaluations[-1]["return"]}}
+
+
 def _marl_eval(runs: list[dict]) -> dict:
     """Every run's marl_eval.json merged, each under its label (marl-eval's algorithm name; the
     seeds of a label's runs together). marl-eval pairs seeds by their ``step_i`` keys, so each
@@ -254,10 +260,8 @@ def _marl_eval(runs: list[dict]) -> dict:
             doc = json.loads((d / "marl_eval.json").read_text())
             for family, tasks in doc.items():
                 for task, algos in tasks.items():
-                    seeds = {}
-                    for name, per_seed in next(iter(algos.values())).items():
-                        kept = [v for k, v in per_seed.items() if k != "absolute_metrics" and v["step_count"] in shared]
-                        seeds[name] = {**{f"step_{i}": v for i, v in enumerate(kept)},
-                                       "absolute_metrics": {"return": kept[-1]["return"]}}
+                    seeds = {name: marl_eval_seed([v for k, v in per_seed.items()
+                                                   if k != "absolute_metrics" and v["step_count"] in shared])
+                             for name, per_seed in next(iter(algos.values())).items()}
                     out.setdefault(family, {}).setdefault(task, {}).setdefault(r["label"], {}).update(seeds)
     return out

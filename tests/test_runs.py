@@ -16,6 +16,7 @@ import yaml
 
 from meharl.config import resolve
 from meharl.experiment import Experiment, NaNError, load_run, load_trained
+from meharl.report import marl_eval_seed
 
 TINY = dict(
     env="mpe/simple_speaker_listener", hidden_sizes="16,16", n_envs=4, warmup_steps=200, train_interval=5,
@@ -202,8 +203,7 @@ def _write_apart(run_dir, rows, d):
     [(family, tasks)] = json.loads((run_dir / "marl_eval.json").read_text()).items()
     [(task, algos)] = tasks.items()
     [(algo, per_seed)] = algos.items()
-    kept = [v for k, v in per_seed[f"seed_{seed}"].items() if k != "absolute_metrics" and v["step_count"] in steps]
-    mine = {**{f"step_{i}": v for i, v in enumerate(kept)}, "absolute_metrics": {"return": kept[-1]["return"]}}
+    mine = marl_eval_seed([v for k, v in per_seed[f"seed_{seed}"].items() if k != "absolute_metrics" and v["step_count"] in steps])
     (d / "marl_eval.json").write_text(json.dumps({family: {task: {algo: {f"seed_{seed}": mine}}}}))
     return d
 
